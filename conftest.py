@@ -1,0 +1,76 @@
+"""Fixtures shared by every app's tests.
+
+Every test gets its own MLflow store, step cache and media folder in a temporary
+directory, so no test touches the project's local data or another test's runs.
+"""
+
+import io
+import os
+import shutil
+import socket
+
+import pandas as pd
+import pytest
+
+from datasources.services import add_dataset
+from pipelines import services
+
+
+@pytest.fixture(scope="session")
+def mlflow_template(tmp_path_factory):
+    """A migrated MLflow SQLite store, made once: migrating one costs seconds."""
+    from experiments import tracking
+
+    folder = tmp_path_factory.mktemp("mlflow-template")
+    uri = f"sqlite:///{folder / 'mlflow.db'}"
+    from django.conf import settings
+
+    original = settings.MLFLOW_TRACKING_URI
+    settings.MLFLOW_TRACKING_URI = uri
+    try:
+        tracking.configure().search_experiments()
+    finally:
+        settings.MLFLOW_TRACKING_URI = original
+    return folder / "mlflow.db"
+
+
+@pytest.fixture(autouse=True)
+def isolated_storage(settings, tmp_path, mlflow_template):
+    shutil.copy(mlflow_template, tmp_path / "mlflow.db")
+    settings.MLFLOW_TRACKING_URI = f"sqlite:///{tmp_path / 'mlflow.db'}"
+    settings.MLFLOW_ARTIFACT_ROOT = tmp_path / "mlartifacts"
+    settings.MLOPS_CACHE_DIR = tmp_path / "cache"
+    settings.MEDIA_ROOT = tmp_path / "media"
+    return tmp_path
+
+
+@pytest.fixture
+def make_dataset(db):
+    def make(frame: pd.DataFrame, name: str = "data"):
+        buffer = io.BytesIO(frame.to_csv(index=False).encode())
+        return add_dataset(buffer, name, f"{name}.csv")
+
+    return make
+
+
+@pytest.fixture
+def make_pipeline(db):
+    def make(steps: list[dict], name: str = "test-pipeline", **fields):
+        normalized = [
+            {"order": index, "name": "", "params": {}, "enabled": True, **step}
+            for index, step in enumerate(steps, start=1)
+        ]
+        return services.import_pipeline({"name": name, "steps": normalized, **fields})
+
+    return make
+
+
+def require_service(name: str, host: str, port: int) -> None:
+    """Skip when a service is not listening, or fail under MLOPS_REQUIRE_SERVICES=1."""
+    try:
+        socket.create_connection((host, port), timeout=1).close()
+    except OSError as exc:
+        message = f"{name} is not reachable on {host}:{port} ({exc})"
+        if os.environ.get("MLOPS_REQUIRE_SERVICES") == "1":
+            pytest.fail(message)
+        pytest.skip(message)

@@ -1,0 +1,28 @@
+from pathlib import Path
+
+from django.core.exceptions import ValidationError
+from django.core.management.base import BaseCommand, CommandError
+
+from datasources.services import add_dataset
+
+
+class Command(BaseCommand):
+    help = "Store a CSV file as a dataset (a new version when the name exists)."
+
+    def add_arguments(self, parser):
+        parser.add_argument("file", help="Path of the CSV file.")
+        parser.add_argument("--name", help="Dataset name; defaults to the file name's stem.")
+
+    def handle(self, *args, file, name, **options):
+        path = Path(file)
+        try:
+            with path.open("rb") as handle:
+                dataset = add_dataset(handle, name or path.stem, path.name)
+        except OSError as exc:
+            raise CommandError(f"cannot read {file}: {exc.strerror}") from None
+        except ValidationError as exc:
+            raise CommandError("; ".join(exc.messages)) from None
+        self.stdout.write(
+            f"Added dataset {dataset} (id {dataset.pk}): {dataset.row_count} rows, "
+            f"{dataset.column_count} columns, sha256 {dataset.checksum[:12]}"
+        )

@@ -1,0 +1,127 @@
+"""The one module that talks to MLflow.
+
+Everything else (the engine, the training and prediction steps, pages, tests) goes
+through these functions, so the tracking store is configured in one place.
+"""
+
+import os
+from pathlib import Path
+from typing import Any
+
+# MLflow configures its own loggers at import and narrates migrations at INFO.
+os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+
+import mlflow.sklearn  # noqa: E402
+from django.conf import settings  # noqa: E402
+from mlflow.models import infer_signature  # noqa: E402
+from mlflow.tracking import MlflowClient  # noqa: E402
+
+import mlflow  # noqa: E402
+
+# MLflow rejects parameter values longer than this.
+_MAX_PARAM_LENGTH = 500
+
+
+def configure() -> MlflowClient:
+    mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
+    return MlflowClient(settings.MLFLOW_TRACKING_URI)
+
+
+def ensure_experiment(name: str) -> str:
+    """The id of the named experiment, created with a local artifact folder if needed."""
+    client = configure()
+    experiment = client.get_experiment_by_name(name)
+    if experiment is not None:
+        return experiment.experiment_id
+    artifact_location = None
+    if _is_local_store(settings.MLFLOW_TRACKING_URI):
+        folder = Path(settings.MLFLOW_ARTIFACT_ROOT) / name.replace("/", "_")
+        artifact_location = folder.as_uri()
+    return client.create_experiment(name, artifact_location=artifact_location)
+
+
+class TrackedRun:
+    """One MLflow run, open from `start` until `end`."""
+
+    def __init__(self, run_id: str):
+        self.run_id = run_id
+
+    @classmethod
+    def start(cls, experiment: str, run_name: str, tags: dict[str, str]) -> "TrackedRun":
+        experiment_id = ensure_experiment(experiment)
+        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        return cls(active.info.run_id)
+
+    def log_params(self, params: dict[str, Any]) -> None:
+        clean = {key: str(value)[:_MAX_PARAM_LENGTH] for key, value in params.items()}
+        mlflow.log_params(clean)
+
+    def log_metrics(self, metrics: dict[str, float]) -> None:
+        mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
+
+    def log_sklearn_model(self, model, input_example) -> str:
+        """Log a fitted sklearn estimator with its signature; returns the model URI."""
+        import skops.io
+
+        signature = infer_signature(input_example, model.predict(input_example))
+        # The model was fitted by this run, so the types skops does not trust by
+        # default (tree internals, numpy dtypes) are trusted for it.
+        trusted = skops.io.get_untrusted_types(data=skops.io.dumps(model))
+        info = mlflow.sklearn.log_model(
+            model,
+            name="model",
+            signature=signature,
+            input_example=input_example,
+            # Listing requirements skips MLflow's slow dependency inference.
+            pip_requirements=[f"scikit-learn=={_sklearn_version()}", "pandas", "numpy"],
+            skops_trusted_types=trusted,
+        )
+        mlflow.set_tag("mlops.model_uri", info.model_uri)
+        return info.model_uri
+
+    def end(self, succeeded: bool) -> None:
+        mlflow.end_run(status="FINISHED" if succeeded else "FAILED")
+
+
+def flatten_params(steps: list[dict]) -> dict[str, Any]:
+    """Step params as flat MLflow params: `<order>.<type>.<name>[.<nested>]`."""
+    flat: dict[str, Any] = {}
+    for step in steps:
+        prefix = f"{step['order']}.{step['type']}"
+        _flatten(prefix, step.get("params", {}), flat)
+    return flat
+
+
+def get_run(run_id: str) -> dict:
+    """Params, metrics and tags of an MLflow run, as plain dicts."""
+    run = configure().get_run(run_id)
+    return {
+        "status": run.info.status,
+        "experiment_id": run.info.experiment_id,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+    }
+
+
+def load_model(model_uri: str):
+    configure()
+    return mlflow.sklearn.load_model(model_uri)
+
+
+def _flatten(prefix: str, value: Any, out: dict) -> None:
+    if isinstance(value, dict) and value:
+        for key, item in value.items():
+            _flatten(f"{prefix}.{key}", item, out)
+    else:
+        out[prefix] = value
+
+
+def _is_local_store(uri: str) -> bool:
+    return uri.startswith(("sqlite:", "file:")) or "://" not in uri
+
+
+def _sklearn_version() -> str:
+    import sklearn
+
+    return sklearn.__version__

@@ -1,0 +1,129 @@
+from django.contrib import admin, messages
+from django.utils.html import format_html
+
+from pipelines import services
+from pipelines.forms import StepInlineFormSet
+from pipelines.models import Pipeline, PipelineRun, PipelineStep, StepRun
+from pipelines.validation import PipelineInvalid
+
+
+class PipelineStepInline(admin.TabularInline):
+    model = PipelineStep
+    formset = StepInlineFormSet
+    extra = 0
+    fields = ("order", "step_type", "name", "params", "enabled")
+
+
+@admin.register(Pipeline)
+class PipelineAdmin(admin.ModelAdmin):
+    list_display = ("name", "owner", "step_count", "last_run_status", "updated_at")
+    search_fields = ("name", "description")
+    readonly_fields = ("cache_state", "created_at", "updated_at")
+    inlines = [PipelineStepInline]
+    actions = ["run_pipelines", "clear_caches"]
+
+    def get_queryset(self, request):
+        return super().get_queryset(request).select_related("owner").prefetch_related("steps")
+
+    @admin.display(description="Steps")
+    def step_count(self, pipeline):
+        return len(pipeline.steps.all())
+
+    @admin.display(description="Last run")
+    def last_run_status(self, pipeline):
+        run = pipeline.runs.first()
+        return run.get_status_display() if run else "-"
+
+    @admin.display(description="Step cache")
+    def cache_state(self, pipeline):
+        if not pipeline.pk:
+            return "-"
+        rows = [
+            format_html("<li>step {}: {} {}</li>", item.order, item.state, item.reason)
+            for item in services.step_freshness(pipeline)
+        ]
+        return format_html("<ul>{}</ul>", format_html("".join(rows))) if rows else "-"
+
+    @admin.action(description="Run selected pipelines")
+    def run_pipelines(self, request, queryset):
+        for pipeline in queryset:
+            try:
+                run = services.start_run(pipeline, user=request.user)
+            except PipelineInvalid as exc:
+                self.message_user(request, f"{pipeline}: {exc}", messages.ERROR)
+            else:
+                self.message_user(request, f"{pipeline}: run #{run.pk} queued.", messages.SUCCESS)
+
+    @admin.action(description="Clear step cache")
+    def clear_caches(self, request, queryset):
+        removed = sum(services.clear_cache(pipeline) for pipeline in queryset)
+        self.message_user(request, f"Removed {removed} cached step file(s).", messages.SUCCESS)
+
+
+class StepRunInline(admin.TabularInline):
+    model = StepRun
+    extra = 0
+    can_delete = False
+    fields = (
+        "order",
+        "step_type",
+        "name",
+        "status",
+        "started_at",
+        "finished_at",
+        "rows_in",
+        "columns_in",
+        "rows_out",
+        "columns_out",
+        "summary",
+    )
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PipelineRun)
+class PipelineRunAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "pipeline",
+        "status",
+        "trigger",
+        "started_by",
+        "created_at",
+        "duration",
+    )
+    list_filter = ("status", "trigger", "pipeline")
+    list_select_related = ("pipeline", "started_by")
+    readonly_fields = (
+        "pipeline",
+        "status",
+        "trigger",
+        "started_by",
+        "created_at",
+        "started_at",
+        "finished_at",
+        "start_step",
+        "metrics",
+        "mlflow_run_id",
+        "error_message",
+        "log_output",
+        "error_traceback",
+        "definition",
+    )
+    exclude = ("logs",)
+    inlines = [StepRunInline]
+
+    @admin.display(description="Logs")
+    def log_output(self, run):
+        return format_html("<pre>{}</pre>", run.logs)
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,166 @@
+"""The step cache: one joblib file of the context after each step.
+
+Files are written to a temporary name and renamed into place, so a reader never sees
+half a file. Beside each file a small JSON record holds the step's fingerprint and an
+HMAC (keyed by SECRET_KEY) of the fingerprint and the file's bytes: a planted or edited
+file fails the check and is never unpickled.
+"""
+
+import hashlib
+import hmac
+import json
+import os
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import joblib
+from django.conf import settings
+from django.utils import timezone
+
+_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Fingerprint:
+    """What a step's output depends on; two equal fingerprints mean the same output."""
+
+    step_type: str
+    params: dict
+    upstream: str
+    source: str = ""
+    digest: str = field(init=False)
+
+    def __post_init__(self):
+        object.__setattr__(self, "digest", _sha256(self.parts()))
+
+    def parts(self) -> dict:
+        return {
+            "step_type": self.step_type,
+            "params": _sha256(self.params),
+            "upstream": self.upstream,
+            "source": self.source,
+        }
+
+    def why_different(self, recorded: dict) -> str:
+        """The first reason a recorded fingerprint differs from this one."""
+        parts = self.parts()
+        reasons = {
+            "step_type": "the step type changed",
+            "params": "its parameters changed",
+            "upstream": "an earlier step changed",
+            "source": "its source data changed",
+        }
+        for key, reason in reasons.items():
+            if recorded.get(key) != parts[key]:
+                return reason
+        return "its fingerprint changed"
+
+
+class CacheRefused(Exception):
+    """The cached file is missing, stale or failed its integrity check."""
+
+
+@dataclass(frozen=True)
+class CacheState:
+    fresh: bool
+    reason: str
+    meta: dict
+
+
+class StepCache:
+    """The cached contexts of one pipeline's steps."""
+
+    def __init__(self, pipeline_id: int, directory: Path | None = None):
+        self.pipeline_id = pipeline_id
+        self.directory = Path(directory or settings.MLOPS_CACHE_DIR)
+
+    def path(self, order: int) -> Path:
+        return self.directory / f"pipeline_{int(self.pipeline_id)}_step_{int(order)}.joblib"
+
+    def meta_path(self, order: int) -> Path:
+        return self.path(order).with_suffix(".json")
+
+    def save(self, order: int, context: dict, fingerprint: Fingerprint, summary: dict) -> None:
+        self.directory.mkdir(parents=True, exist_ok=True)
+        target = self.path(order)
+        data_tmp = self._temp_path(target)
+        try:
+            joblib.dump(context, data_tmp)
+            meta = {
+                "fingerprint": fingerprint.digest,
+                "parts": fingerprint.parts(),
+                "mac": self._mac(fingerprint.digest, data_tmp),
+                "written_at": timezone.now().isoformat(),
+                "summary": summary,
+            }
+            meta_tmp = self._temp_path(self.meta_path(order))
+            meta_tmp.write_text(json.dumps(meta))
+            os.replace(data_tmp, target)
+            os.replace(meta_tmp, self.meta_path(order))
+        finally:
+            data_tmp.unlink(missing_ok=True)
+
+    def state(self, order: int, fingerprint: Fingerprint) -> CacheState:
+        """Whether the cache of a step matches its current definition, and why not."""
+        meta = self.read_meta(order)
+        if meta is None:
+            return CacheState(False, "it has no cached output", {})
+        if meta.get("fingerprint") != fingerprint.digest:
+            return CacheState(False, fingerprint.why_different(meta.get("parts", {})), meta)
+        return CacheState(True, "", meta)
+
+    def read_meta(self, order: int) -> dict | None:
+        try:
+            return json.loads(self.meta_path(order).read_text())
+        except (FileNotFoundError, ValueError):
+            return None
+
+    def load(self, order: int, fingerprint: Fingerprint) -> dict:
+        """The cached context of a step, only if it is fresh and passes its HMAC check."""
+        state = self.state(order, fingerprint)
+        if not state.fresh:
+            raise CacheRefused(f"cache of step {order} is stale: {state.reason}")
+        path = self.path(order)
+        if path.is_symlink() or path.resolve().parent != self.directory.resolve():
+            raise CacheRefused(f"cache of step {order} is not a file in the cache directory")
+        try:
+            with open(path, "rb") as handle:
+                mac = self._mac(fingerprint.digest, handle)
+                if not hmac.compare_digest(mac, state.meta.get("mac", "")):
+                    raise CacheRefused(f"cache of step {order} failed its integrity check")
+                handle.seek(0)
+                return joblib.load(handle)
+        except FileNotFoundError:
+            raise CacheRefused(f"cache of step {order} has no data file") from None
+
+    def clear(self) -> int:
+        """Delete every cache file of the pipeline; returns how many data files went."""
+        removed = 0
+        for path in self.directory.glob(f"pipeline_{int(self.pipeline_id)}_step_*"):
+            removed += path.suffix == ".joblib"
+            path.unlink(missing_ok=True)
+        return removed
+
+    def _temp_path(self, target: Path) -> Path:
+        fd, name = tempfile.mkstemp(dir=self.directory, prefix=f".{target.name}.", suffix=".tmp")
+        os.close(fd)
+        return Path(name)
+
+    @staticmethod
+    def _mac(fingerprint: str, source) -> str:
+        key = hashlib.sha256(b"mlops.step-cache:" + settings.SECRET_KEY.encode()).digest()
+        mac = hmac.new(key, fingerprint.encode(), hashlib.sha256)
+        handle = open(source, "rb") if isinstance(source, Path) else source
+        try:
+            while chunk := handle.read(_CHUNK):
+                mac.update(chunk)
+        finally:
+            if handle is not source:
+                handle.close()
+        return mac.hexdigest()
+
+
+def _sha256(value) -> str:
+    encoded = json.dumps(value, sort_keys=True, separators=(",", ":"), default=str)
+    return hashlib.sha256(encoded.encode()).hexdigest()

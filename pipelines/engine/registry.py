@@ -1,0 +1,66 @@
+"""The registry of step types.
+
+A step type is a class registered under a short slug. It declares its parameters once,
+as a pydantic model: validation, the step form and the documented schema all come from it.
+"""
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict
+
+Context = dict[str, Any]
+Log = Callable[[str], None]
+
+
+class StepParams(BaseModel):
+    """Base of every parameter declaration: unknown parameters are an error, not ignored."""
+
+    model_config = ConfigDict(extra="forbid")
+
+
+class StepType:
+    """Base class of step types.
+
+    Subclasses set `slug`, `kind`, `Params`, `requires` and `produces`, and implement `run`.
+    """
+
+    slug: ClassVar[str]
+    kind: ClassVar[str]
+    label: ClassVar[str] = ""
+    Params: ClassVar[type[StepParams]] = StepParams
+    requires: ClassVar[tuple[str, ...]] = ("data",)
+    produces: ClassVar[tuple[str, ...]] = ("data",)
+
+    def source_version(self, params: StepParams) -> str:
+        """What identifies the data this step reads (e.g. a dataset checksum).
+
+        It feeds the cache fingerprint, so a changed source makes the cache stale.
+        Steps that read only the context return an empty string.
+        """
+        return ""
+
+    def run(self, context: Context, params: StepParams, log: Log) -> Context:
+        """Read `requires` from the context, return it with `produces` set."""
+        raise NotImplementedError
+
+
+STEP_TYPES: dict[str, type[StepType]] = {}
+
+
+class UnknownStepType(LookupError):
+    pass
+
+
+def register(cls: type[StepType]) -> type[StepType]:
+    if cls.slug in STEP_TYPES:
+        raise ValueError(f"step type {cls.slug!r} is registered twice")
+    STEP_TYPES[cls.slug] = cls
+    return cls
+
+
+def get_step_type(slug: str) -> StepType:
+    try:
+        return STEP_TYPES[slug]()
+    except KeyError:
+        raise UnknownStepType(f"unknown step type {slug!r}") from None

@@ -1,0 +1,223 @@
+"""PipelineEngine: runs a run's frozen steps in order over a shared context."""
+
+import traceback
+from dataclasses import dataclass
+
+from django.utils import timezone
+
+from experiments import tracking
+from pipelines.choices import StepRunStatus
+from pipelines.engine.cache import CacheRefused, Fingerprint, StepCache
+from pipelines.engine.context import Context, frame_shape, output_key
+from pipelines.engine.registry import StepType, get_step_type
+from pipelines.models import PipelineRun, StepRun
+
+
+@dataclass
+class PlannedStep:
+    definition: dict
+    step_type: StepType
+    params: object
+    fingerprint: Fingerprint
+
+    @property
+    def order(self) -> int:
+        return self.definition["order"]
+
+    @property
+    def label(self) -> str:
+        return f"step {self.order} ({self.definition.get('name') or self.step_type.slug})"
+
+
+def plan_steps(definition: dict) -> list[PlannedStep]:
+    """The enabled steps in order, with validated params and chained fingerprints."""
+    planned, upstream = [], ""
+    steps = [step for step in definition["steps"] if step.get("enabled", True)]
+    for step in sorted(steps, key=lambda s: s["order"]):
+        step_type = get_step_type(step["type"])
+        params = step_type.Params.model_validate(step.get("params", {}))
+        fingerprint = Fingerprint(
+            step_type=step["type"],
+            params=step.get("params", {}),
+            upstream=upstream,
+            source=step_type.source_version(params),
+        )
+        planned.append(PlannedStep(step, step_type, params, fingerprint))
+        upstream = fingerprint.digest
+    return planned
+
+
+class PipelineEngine:
+    """Executes one PipelineRun, recording a StepRun per step and one MLflow run."""
+
+    def __init__(self, run: PipelineRun, cache: StepCache | None = None):
+        self.run = run
+        self.cache = cache or StepCache(run.pipeline_id)
+
+    def execute(self, start_at: int | None = None) -> PipelineRun:
+        run = self.run
+        tracked = None
+        try:
+            steps = plan_steps(run.definition)
+            first, context = self._resume_point(steps, start_at)
+            tracked = self._start_tracking(steps)
+            for step in steps[first:]:
+                context = self._run_step(step, context, tracked)
+            metrics = context.get("metrics", {})
+            run.mark_succeeded(metrics)
+            run.append_log(f"Run succeeded. Metrics: {_format_metrics(metrics)}")
+        except Exception as exc:
+            self._fail(exc)
+        finally:
+            if tracked:
+                tracked.end(succeeded=run.status == "succeeded")
+        return run
+
+    def _resume_point(self, steps: list[PlannedStep], start_at: int | None) -> tuple[int, Context]:
+        """Index of the first step to execute and the context it starts from."""
+        if start_at is None:
+            self.run.append_log(f"Running {len(steps)} step(s).")
+            return 0, {}
+        target = next((i for i, s in enumerate(steps) if s.order >= start_at), len(steps))
+        first = target
+        for index, step in enumerate(steps[:target]):
+            state = self.cache.state(step.order, step.fingerprint)
+            if not state.fresh:
+                self.run.append_log(f"Cache of {step.label} is stale: {state.reason}.")
+                first = index
+                break
+        context: Context = {}
+        if first > 0:
+            try:
+                context = self.cache.load(steps[first - 1].order, steps[first - 1].fingerprint)
+            except CacheRefused as exc:
+                self.run.append_log(f"{exc}; running every step.")
+                first = 0
+        for step in steps[:first]:
+            self._record_reused(step)
+        start_label = steps[first].label if first < len(steps) else "the end"
+        self.run.append_log(f"Starting from {start_label}.")
+        return first, context
+
+    def _record_reused(self, step: PlannedStep) -> None:
+        summary = (self.cache.read_meta(step.order) or {}).get("summary", {})
+        StepRun.objects.create(
+            run=self.run,
+            order=step.order,
+            step_type=step.step_type.slug,
+            name=step.definition.get("name", ""),
+            status=StepRunStatus.REUSED,
+            rows_out=summary.get("rows"),
+            columns_out=summary.get("columns"),
+            fingerprint=step.fingerprint.digest,
+            summary=summary,
+        )
+        self.run.append_log(f"Reused the cached output of {step.label}.")
+
+    def _start_tracking(self, steps: list[PlannedStep]) -> tracking.TrackedRun:
+        run = self.run
+        tracked = tracking.TrackedRun.start(
+            experiment=run.pipeline.experiment_name,
+            run_name=f"{run.pipeline.name} #{run.pk}",
+            tags={
+                "mlops.pipeline_id": str(run.pipeline_id),
+                "mlops.pipeline": run.pipeline.name,
+                "mlops.run_id": str(run.pk),
+                "mlops.trigger": run.trigger,
+            },
+        )
+        run.mlflow_run_id = tracked.run_id
+        type(run).objects.filter(pk=run.pk).update(mlflow_run_id=tracked.run_id)
+        tracked.log_params(tracking.flatten_params([s.definition for s in steps]))
+        return tracked
+
+    def _run_step(self, step: PlannedStep, context: Context, tracked) -> Context:
+        rows_in, columns_in = frame_shape(context)
+        step_run = StepRun.objects.create(
+            run=self.run,
+            order=step.order,
+            step_type=step.step_type.slug,
+            name=step.definition.get("name", ""),
+            status=StepRunStatus.RUNNING,
+            started_at=timezone.now(),
+            rows_in=rows_in,
+            columns_in=columns_in,
+            fingerprint=step.fingerprint.digest,
+        )
+        self.run.append_log(f"Running {step.label}.")
+        try:
+            context = step.step_type.run(dict(context), step.params, self._step_log(step))
+        except Exception as exc:
+            step_run.status = StepRunStatus.FAILED
+            step_run.summary = {"error": str(exc)}
+            step_run.finished_at = timezone.now()
+            step_run.save()
+            raise StepFailed(step, exc) from exc
+        rows_out, columns_out = frame_shape(context, output_key(step.step_type.produces))
+        summary = {"rows": rows_out, "columns": columns_out, **context.pop("_summary", {})}
+        self._track_outputs(step, context, tracked)
+        self.cache.save(step.order, context, step.fingerprint, summary)
+        step_run.status = StepRunStatus.SUCCEEDED
+        step_run.rows_out, step_run.columns_out = rows_out, columns_out
+        step_run.summary = summary
+        step_run.finished_at = timezone.now()
+        step_run.save()
+        self.run.append_log(f"Finished {step.label}: {_format_shape(rows_out, columns_out)}.")
+        return context
+
+    def _step_log(self, step: PlannedStep):
+        def log(message: str) -> None:
+            self.run.append_log(f"{step.label}: {message}")
+
+        return log
+
+    def _track_outputs(self, step: PlannedStep, context: Context, tracked) -> None:
+        """Log what a step produced that MLflow keeps: metrics and the fitted model."""
+        if "metrics" in step.step_type.produces and context.get("metrics"):
+            tracked.log_metrics(context["metrics"])
+        if "model" in step.step_type.produces:
+            model = context["model"]
+            example = context["data"][list(model.feature_names_in_)].head(5)
+            context["model_uri"] = tracked.log_sklearn_model(model, example)
+            self.run.append_log(f"{step.label}: model logged to MLflow as {context['model_uri']}")
+
+    def _fail(self, exc: Exception) -> None:
+        run = self.run
+        if isinstance(exc, StepFailed):
+            message = f"{exc.step.label} failed: {exc.__cause__}"
+            trace = "".join(traceback.format_exception(exc.__cause__))
+        else:
+            message = f"{type(exc).__name__}: {exc}"
+            trace = traceback.format_exc()
+        self._skip_remaining(exc.step.order if isinstance(exc, StepFailed) else None)
+        run.mark_failed(message, trace)
+        run.append_log(f"Run failed: {message}")
+
+    def _skip_remaining(self, failed_order: int | None) -> None:
+        done = set(self.run.step_runs.values_list("order", flat=True))
+        for step in self.run.definition.get("steps", []):
+            if step["order"] in done or not step.get("enabled", True):
+                continue
+            if failed_order is not None and step["order"] < failed_order:
+                continue
+            StepRun.objects.create(
+                run=self.run,
+                order=step["order"],
+                step_type=step["type"],
+                name=step.get("name", ""),
+                status=StepRunStatus.SKIPPED,
+            )
+
+
+class StepFailed(Exception):
+    def __init__(self, step: PlannedStep, cause: Exception):
+        self.step = step
+        super().__init__(str(cause))
+
+
+def _format_metrics(metrics: dict) -> str:
+    return ", ".join(f"{k}={v:.4f}" for k, v in metrics.items()) or "none"
+
+
+def _format_shape(rows, columns) -> str:
+    return f"{rows} rows x {columns} columns" if rows is not None else "done"
