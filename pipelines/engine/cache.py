@@ -87,10 +87,12 @@ class StepCache:
         data_tmp = self._temp_path(target)
         try:
             joblib.dump(context, data_tmp)
+            with open(data_tmp, "rb") as handle:
+                mac = self._mac(fingerprint.digest, handle)
             meta = {
                 "fingerprint": fingerprint.digest,
                 "parts": fingerprint.parts(),
-                "mac": self._mac(fingerprint.digest, data_tmp),
+                "mac": mac,
                 "written_at": timezone.now().isoformat(),
                 "summary": summary,
             }
@@ -148,16 +150,11 @@ class StepCache:
         return Path(name)
 
     @staticmethod
-    def _mac(fingerprint: str, source) -> str:
+    def _mac(fingerprint: str, handle) -> str:
         key = hashlib.sha256(b"mlops.step-cache:" + settings.SECRET_KEY.encode()).digest()
         mac = hmac.new(key, fingerprint.encode(), hashlib.sha256)
-        handle = open(source, "rb") if isinstance(source, Path) else source
-        try:
-            while chunk := handle.read(_CHUNK):
-                mac.update(chunk)
-        finally:
-            if handle is not source:
-                handle.close()
+        while chunk := handle.read(_CHUNK):
+            mac.update(chunk)
         return mac.hexdigest()
 
 
