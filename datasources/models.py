@@ -11,10 +11,14 @@ def dataset_upload_path(instance, filename):
 
 class DatasetQuerySet(models.QuerySet):
     def matching(self, reference: str | int) -> "DatasetQuerySet":
-        """Datasets named by a step parameter: an id, or every version of a name."""
-        if isinstance(reference, int) or str(reference).isdigit():
+        """Datasets named by a step parameter: every version of a name, or an id."""
+        if isinstance(reference, int):
+            return self.filter(pk=reference)
+        by_name = self.filter(name=reference)
+        # A name made only of digits ("2024") wins over the id it could also be.
+        if reference.isascii() and reference.isdigit() and not by_name.exists():
             return self.filter(pk=int(reference))
-        return self.filter(name=reference)
+        return by_name
 
     def resolve(self, reference: str | int) -> "Dataset":
         """A dataset by id, or the latest version of a name; DoesNotExist otherwise."""

@@ -22,7 +22,7 @@ BASE_DIR = Path(__file__).resolve().parent.parent
 DEBUG = env_bool("DJANGO_DEBUG", default=False)
 SECRET_KEY = env_str("DJANGO_SECRET_KEY")
 if not SECRET_KEY:
-    if not DEBUG and env_bool("MLOPS_PRODUCTION", default=False):
+    if env_bool("MLOPS_PRODUCTION", default=False):
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
     # Local-only fallback; it also keys the cache HMAC, so production must set its own.
     SECRET_KEY = "insecure-local-development-key-change-me-0123456789abcdef"
@@ -168,6 +168,11 @@ LOGGING = {
     },
 }
 
-if not DEBUG:
-    SESSION_COOKIE_SECURE = env_bool("DJANGO_SECURE_COOKIES", default=False)
-    CSRF_COOKIE_SECURE = SESSION_COOKIE_SECURE
+# Behind TLS in production: secure cookies, HSTS and redirects (manage.py check --deploy).
+PRODUCTION = env_bool("MLOPS_PRODUCTION", default=False)
+SESSION_COOKIE_SECURE = CSRF_COOKIE_SECURE = PRODUCTION
+SECURE_SSL_REDIRECT = env_bool("DJANGO_SSL_REDIRECT", default=PRODUCTION)
+SECURE_HSTS_SECONDS = env_int("DJANGO_HSTS_SECONDS", 31536000 if PRODUCTION else 0, minimum=0)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = PRODUCTION
+SECURE_HSTS_PRELOAD = PRODUCTION
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if PRODUCTION else None

@@ -1,7 +1,8 @@
 from django.contrib import admin, messages
-from django.utils.html import format_html
+from django.utils.html import format_html, format_html_join
 
 from pipelines import services
+from pipelines.engine.registry import STEP_TYPES, parameter_summary
 from pipelines.forms import StepInlineFormSet
 from pipelines.models import Pipeline, PipelineRun, PipelineStep, StepRun
 from pipelines.validation import PipelineInvalid
@@ -18,7 +19,7 @@ class PipelineStepInline(admin.TabularInline):
 class PipelineAdmin(admin.ModelAdmin):
     list_display = ("name", "owner", "step_count", "last_run_status", "updated_at")
     search_fields = ("name", "description")
-    readonly_fields = ("cache_state", "created_at", "updated_at")
+    readonly_fields = ("cache_state", "step_type_reference", "created_at", "updated_at")
     inlines = [PipelineStepInline]
     actions = ["run_pipelines", "clear_caches"]
 
@@ -44,6 +45,19 @@ class PipelineAdmin(admin.ModelAdmin):
         ]
         return format_html("<ul>{}</ul>", format_html("".join(rows))) if rows else "-"
 
+    @admin.display(description="Step types")
+    def step_type_reference(self, pipeline):
+        rows = format_html_join(
+            "",
+            "<tr><td><code>{}</code></td><td>{}</td><td>{}</td><td>{}</td></tr>",
+            (
+                (slug, cls.kind, ", ".join(cls.requires) or "-", _params_text(cls))
+                for slug, cls in sorted(STEP_TYPES.items())
+            ),
+        )
+        header = "<tr><th>type</th><th>kind</th><th>needs</th><th>params</th></tr>"
+        return format_html("<table>{}{}</table>", format_html(header), rows)
+
     @admin.action(description="Run selected pipelines")
     def run_pipelines(self, request, queryset):
         for pipeline in queryset:
@@ -52,12 +66,19 @@ class PipelineAdmin(admin.ModelAdmin):
             except PipelineInvalid as exc:
                 self.message_user(request, f"{pipeline}: {exc}", messages.ERROR)
             else:
-                self.message_user(request, f"{pipeline}: run #{run.pk} queued.", messages.SUCCESS)
+                self.message_user(request, f"Run #{run.pk} of {pipeline} queued.", messages.SUCCESS)
 
     @admin.action(description="Clear step cache")
     def clear_caches(self, request, queryset):
         removed = sum(services.clear_cache(pipeline) for pipeline in queryset)
         self.message_user(request, f"Removed {removed} cached step file(s).", messages.SUCCESS)
+
+
+def _params_text(step_class) -> str:
+    return "; ".join(
+        f"{p['name']}{'' if p['required'] else '?'}: {p['type']}"
+        for p in parameter_summary(step_class)
+    )
 
 
 class StepRunInline(admin.TabularInline):

@@ -1,10 +1,13 @@
 """Validation of a whole pipeline definition before it is saved or run."""
 
+import re
 from dataclasses import dataclass
 
 from pydantic import ValidationError
 
 from pipelines.engine.registry import STEP_TYPES
+
+FIELD_NAME = re.compile(r"[A-Za-z_][\w.]*")
 
 
 @dataclass(frozen=True)
@@ -28,7 +31,7 @@ class PipelineInvalid(Exception):
 
 def params_errors(order: int | None, step_type: str, params) -> list[StepError]:
     """Errors of one step's parameters, one per field."""
-    if step_type not in STEP_TYPES:
+    if not _known(step_type):
         known = ", ".join(sorted(STEP_TYPES))
         return [StepError(order, "type", f"unknown step type {step_type!r} (known: {known})")]
     if not isinstance(params, dict):
@@ -36,9 +39,7 @@ def params_errors(order: int | None, step_type: str, params) -> list[StepError]:
     try:
         STEP_TYPES[step_type].Params.model_validate(params)
     except ValidationError as exc:
-        return [
-            StepError(order, _field_name(error["loc"]), _message(error)) for error in exc.errors()
-        ]
+        return [_step_error(order, error) for error in exc.errors()]
     return []
 
 
@@ -52,7 +53,7 @@ def validate_steps(steps: list[dict]) -> list[StepError]:
         order, step_type = step.get("order"), step.get("type", "")
         step_errors = params_errors(order, step_type, step.get("params", {}))
         errors += step_errors
-        if step_type not in STEP_TYPES or not step.get("enabled", True):
+        if not _known(step_type) or not step.get("enabled", True):
             continue
         cls = STEP_TYPES[step_type]
         missing = [key for key in cls.requires if key not in available]
@@ -81,14 +82,25 @@ def _order_errors(steps: list[dict]) -> list[StepError]:
             errors.append(StepError(None, f"steps[{index}].order", "must be a positive integer"))
         elif order in seen:
             errors.append(StepError(order, "order", "is used by more than one step"))
-        seen.add(order)
+        else:
+            seen.add(order)
     if not steps:
         errors.append(StepError(None, "steps", "a pipeline needs at least one step"))
     return errors
 
 
-def _field_name(loc: tuple) -> str:
-    return ".".join(["params", *(str(part) for part in loc)])
+def _known(step_type) -> bool:
+    # A type read from JSON may be any value, and a list or dict is not hashable.
+    return isinstance(step_type, str) and step_type in STEP_TYPES
+
+
+def _step_error(order: int | None, error: dict) -> StepError:
+    loc, message = error["loc"], _message(error)
+    # A check across fields raises "<field>: <problem>"; report it on that field.
+    field, _, rest = message.partition(": ")
+    if not loc and rest and FIELD_NAME.fullmatch(field):
+        loc, message = tuple(field.split(".")), rest
+    return StepError(order, ".".join(["params", *(str(part) for part in loc)]), message)
 
 
 def _message(error: dict) -> str:

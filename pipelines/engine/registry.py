@@ -64,3 +64,33 @@ def get_step_type(slug: str) -> StepType:
         return STEP_TYPES[slug]()
     except KeyError:
         raise UnknownStepType(f"unknown step type {slug!r}") from None
+
+
+def parameter_summary(step_class: type[StepType]) -> list[dict]:
+    """Each parameter's name, type, default and description, from the declaration."""
+    schema = step_class.Params.model_json_schema()
+    required = set(schema.get("required", ()))
+    return [
+        {
+            "name": name,
+            "type": _type_label(spec),
+            "required": name in required,
+            "default": spec.get("default"),
+            "description": spec.get("description", ""),
+        }
+        for name, spec in schema.get("properties", {}).items()
+    ]
+
+
+def _type_label(spec: dict) -> str:
+    if "enum" in spec:
+        return " | ".join(repr(value) for value in spec["enum"])
+    if "anyOf" in spec:
+        return " | ".join(_type_label(option) for option in spec["anyOf"])
+    if "$ref" in spec:
+        return spec["$ref"].rsplit("/", 1)[-1]
+    if spec.get("type") == "array":
+        return f"list[{_type_label(spec.get('items', {}))}]"
+    if isinstance(spec.get("additionalProperties"), dict):
+        return f"dict[str, {_type_label(spec['additionalProperties'])}]"
+    return spec.get("type", "any")

@@ -40,7 +40,7 @@ class CsvStep(StepType):
     def run(self, context, params: CsvParams, log):
         dataset = Dataset.objects.resolve(params.dataset)
         try:
-            context["data"] = read_dataset(dataset, params.columns, params.limit)
+            context["data"] = read_dataset(dataset, params.columns or None, params.limit)
         except ValueError as exc:
             raise ValueError(f"columns: {exc}") from None
         context["_summary"] = {"dataset": str(dataset), "checksum": dataset.checksum}

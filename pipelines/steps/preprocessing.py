@@ -105,7 +105,7 @@ class DropNa(FrameStep):
     def transform(self, frame, params: DropNaParams):
         if params.columns:
             require_columns(frame, params.columns)
-        return frame.dropna(subset=params.columns, how=params.how).reset_index(drop=True)
+        return frame.dropna(subset=params.columns or None, how=params.how).reset_index(drop=True)
 
 
 class FillNaParams(StepParams):
@@ -169,7 +169,8 @@ class DropDuplicates(FrameStep):
         if params.columns:
             require_columns(frame, params.columns)
         keep = False if params.keep == "none" else params.keep
-        return frame.drop_duplicates(subset=params.columns, keep=keep).reset_index(drop=True)
+        subset = params.columns or None
+        return frame.drop_duplicates(subset=subset, keep=keep).reset_index(drop=True)
 
 
 Operator = Literal[
@@ -276,9 +277,15 @@ class CastTypes(FrameStep):
 def _cast(series: pd.Series, target: str, errors: str) -> pd.Series:
     if target in ("int", "float"):
         numbers = pd.to_numeric(series, errors=errors)
+        if target == "int" and errors == "coerce":
+            numbers = numbers.where(numbers % 1 == 0)  # 2.5 is not an int: missing
         return numbers.astype("Int64") if target == "int" else numbers.astype("float64")
     if target == "datetime":
         return pd.to_datetime(series, errors=errors)
     if target == "bool":
+        if errors == "coerce":
+            series = series.where(series.isin([True, False]))
         return series.astype("boolean")
-    return series.astype("string" if target == "str" else "category")
+    # "str" is pandas' default text dtype: missing stays NaN, which sklearn's imputer expects
+    # (the "string" dtype's pd.NA breaks SimpleImputer in train_sklearn).
+    return series.astype("str" if target == "str" else "category")

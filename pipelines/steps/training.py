@@ -138,18 +138,28 @@ def _preparation(X: pd.DataFrame) -> ColumnTransformer:
             f"features: datetime column(s) {datetimes} must be turned into numbers first"
         )
     numeric = X.select_dtypes(include="number").columns.tolist()
-    categorical = [c for c in X.columns if c not in numeric]
+    # Booleans are encoded apart: a nullable boolean (pd.NA) mixed with text in one block
+    # makes sklearn convert the whole block, which fails.
+    booleans = X.select_dtypes(include=["bool", "boolean"]).columns.tolist()
+    categorical = [c for c in X.columns if c not in numeric and c not in booleans]
     numeric_steps = Pipeline(
         [("impute", SimpleImputer(strategy="median")), ("scale", StandardScaler())]
     )
-    categorical_steps = Pipeline(
+    return ColumnTransformer(
+        [
+            ("numeric", numeric_steps, numeric),
+            ("boolean", _categorical_steps(), booleans),
+            ("categorical", _categorical_steps(), categorical),
+        ]
+    )
+
+
+def _categorical_steps() -> Pipeline:
+    return Pipeline(
         [
             ("impute", SimpleImputer(strategy="most_frequent")),
             ("encode", OneHotEncoder(handle_unknown="ignore", sparse_output=False)),
         ]
-    )
-    return ColumnTransformer(
-        [("numeric", numeric_steps, numeric), ("categorical", categorical_steps, categorical)]
     )
 
 

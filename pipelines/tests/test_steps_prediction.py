@@ -1,0 +1,154 @@
+import numpy as np
+import pandas as pd
+import pytest
+from pydantic import ValidationError
+
+from pipelines import services
+from pipelines.choices import RunStatus
+from pipelines.engine.registry import get_step_type
+
+
+def run_step(slug, context, **params):
+    step, log = get_step_type(slug), []
+    return step.run(dict(context), step.Params.model_validate(params), log.append), log
+
+
+def trained(data, **params):
+    context, _ = run_step("train_sklearn", {"data": data}, **params)
+    return context
+
+
+@pytest.fixture
+def classifier(classification_frame):
+    return trained(
+        classification_frame, task="classification", estimator="logistic_regression", target="label"
+    )
+
+
+@pytest.fixture
+def regressor():
+    rng = np.random.default_rng(1)
+    x = rng.normal(size=60)
+    data = pd.DataFrame({"x": x, "kind": rng.choice(["a", "b"], 60), "y": 3 * x + 1})
+    return trained(data, task="regression", estimator="linear_regression", target="y")
+
+
+def test_predict_adds_prediction_and_one_probability_column_per_class(classifier):
+    context, log = run_step("predict", classifier)
+
+    predictions = context["predictions"]
+    assert list(predictions.columns) == [
+        "x1",
+        "x2",
+        "colour",
+        "label",
+        "prediction",
+        "probability_0",
+        "probability_1",
+    ]
+    assert len(predictions) == 200
+    assert set(predictions["prediction"]) == {0, 1}
+    total = predictions["probability_0"] + predictions["probability_1"]
+    assert np.allclose(total, 1)
+    assert (predictions["prediction"] == (predictions["probability_1"] > 0.5)).all()
+    assert log == ["predicted 200 rows"]
+
+
+def test_predict_leaves_the_data_unchanged(classifier):
+    context, _ = run_step("predict", classifier)
+
+    assert list(context["data"].columns) == ["x1", "x2", "colour", "label"]
+
+
+def test_predict_names_probability_columns_after_text_classes(classification_frame):
+    data = classification_frame.assign(label=classification_frame["label"].map({0: "no", 1: "yes"}))
+    context = trained(data, task="classification", estimator="random_forest", target="label")
+
+    predictions, _ = run_step("predict", context)
+
+    columns = predictions["predictions"].columns
+    assert list(columns[-3:]) == ["prediction", "probability_no", "probability_yes"]
+    assert set(predictions["predictions"]["prediction"]) <= {"no", "yes"}
+
+
+def test_predict_multiclass_has_a_probability_per_class():
+    iris = get_step_type("sklearn_dataset")
+    context = iris.run({}, iris.Params(name="iris"), [].append)
+    context = trained(
+        context["data"], task="classification", estimator="logistic_regression", target="target"
+    )
+
+    context, _ = run_step("predict", context)
+
+    probabilities = context["predictions"].filter(like="probability_")
+    assert list(probabilities.columns) == ["probability_0", "probability_1", "probability_2"]
+    assert np.allclose(probabilities.sum(axis=1), 1)
+
+
+def test_regression_prediction_has_no_probabilities(regressor):
+    context, _ = run_step("predict", regressor)
+
+    predictions = context["predictions"]
+    assert list(predictions.columns) == ["x", "kind", "y", "prediction"]
+    assert np.allclose(predictions["prediction"], predictions["y"], atol=1e-6)
+
+
+def test_predict_without_probabilities_adds_only_the_prediction(classifier):
+    context, _ = run_step("predict", classifier, probabilities=False)
+
+    assert list(context["predictions"].columns)[-2:] == ["label", "prediction"]
+
+
+def test_predict_writes_to_the_named_column(classifier):
+    context, _ = run_step("predict", classifier, prediction_column="predicted_label")
+
+    assert "predicted_label" in context["predictions"]
+    assert "prediction" not in context["predictions"]
+
+
+def test_predict_ignores_extra_columns_and_their_order(classifier, classification_frame):
+    new_rows = classification_frame[["colour", "x2", "x1"]].head(5).assign(note="new")
+
+    context, _ = run_step("predict", {**classifier, "data": new_rows}, probabilities=False)
+
+    assert list(context["predictions"].columns) == ["colour", "x2", "x1", "note", "prediction"]
+    assert len(context["predictions"]) == 5
+
+
+def test_predict_names_missing_feature_columns(classifier, classification_frame):
+    data = classification_frame.drop(columns=["x2", "colour"])
+
+    with pytest.raises(ValueError, match=r"^data: column\(s\) \['x2', 'colour'\] not found"):
+        run_step("predict", {**classifier, "data": data})
+
+
+def test_prediction_column_must_not_be_blank():
+    with pytest.raises(ValidationError) as caught:
+        get_step_type("predict").Params.model_validate({"prediction_column": ""})
+
+    assert caught.value.errors()[0]["loc"] == ("prediction_column",)
+
+
+@pytest.mark.django_db
+def test_predict_in_a_pipeline_run_outputs_predictions(make_pipeline):
+    pipeline = make_pipeline(
+        [
+            {"type": "sklearn_dataset", "params": {"name": "diabetes"}},
+            {
+                "type": "train_sklearn",
+                "params": {
+                    "task": "regression",
+                    "estimator": "linear_regression",
+                    "target": "target",
+                },
+            },
+            {"type": "predict", "params": {"prediction_column": "predicted"}},
+        ]
+    )
+
+    run = services.start_run(pipeline, wait=True)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    step = run.step_runs.get(order=3)
+    assert (step.rows_out, step.columns_out) == (442, 12)  # 11 columns + predicted
+    assert run.metrics["r2"] > 0.3
