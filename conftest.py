@@ -41,6 +41,9 @@ def isolated_storage(settings, tmp_path, mlflow_template):
     settings.MLFLOW_ARTIFACT_ROOT = tmp_path / "mlartifacts"
     settings.MLOPS_CACHE_DIR = tmp_path / "cache"
     settings.MEDIA_ROOT = tmp_path / "media"
+    # In-process tests run the engine inline; tests of the worker's child process turn
+    # isolation back on with a database other processes can see.
+    settings.MLOPS_ISOLATE_RUNS = False
     return tmp_path
 
 
@@ -55,12 +58,13 @@ def make_dataset(db):
 
 @pytest.fixture
 def make_pipeline(db):
-    def make(steps: list[dict], name: str = "test-pipeline", **fields):
+    def make(steps: list[dict], name: str = "test-pipeline", **run_settings):
         normalized = [
             {"order": index, "name": "", "params": {}, "enabled": True, **step}
             for index, step in enumerate(steps, start=1)
         ]
-        return services.import_pipeline({"name": name, "steps": normalized, **fields})
+        definition = {"name": name, "steps": normalized, "run_settings": run_settings}
+        return services.import_pipeline(definition)
 
     return make
 
@@ -74,3 +78,14 @@ def require_service(name: str, host: str, port: int) -> None:
         if os.environ.get("MLOPS_REQUIRE_SERVICES") == "1":
             pytest.fail(message)
         pytest.skip(message)
+
+
+@pytest.fixture(scope="session")
+def django_db_modify_db_settings(tmp_path_factory):
+    """A SQLite test database in a file, so worker processes can share it."""
+    from django.conf import settings
+
+    database = settings.DATABASES["default"]
+    if database["ENGINE"].endswith("sqlite3"):
+        path = tmp_path_factory.mktemp("database") / "test.sqlite3"
+        database.setdefault("TEST", {})["NAME"] = str(path)

@@ -92,6 +92,13 @@ def flatten_params(steps: list[dict]) -> dict[str, Any]:
     return flat
 
 
+def terminate(run_id: str, killed: bool = False) -> None:
+    """Close an MLflow run whose process was stopped before it could end it."""
+    client = configure()
+    if client.get_run(run_id).info.status == "RUNNING":
+        client.set_terminated(run_id, status="KILLED" if killed else "FAILED")
+
+
 def get_run(run_id: str) -> dict:
     """Params, metrics and tags of an MLflow run, as plain dicts."""
     run = configure().get_run(run_id)

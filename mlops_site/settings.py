@@ -122,9 +122,26 @@ MLFLOW_TRACKING_URI = env_str(
 )
 MLFLOW_ARTIFACT_ROOT = env_path("MLFLOW_ARTIFACT_ROOT", BASE_DIR / "mlflow" / "artifacts")
 
+# Run lifecycle: the default per-run time limit, how often a worker records that a run
+# is alive, when a silent run counts as lost, and how long a cancelled step may finish.
+MLOPS_RUN_TIMEOUT = env_int("MLOPS_RUN_TIMEOUT", 3600, minimum=1)
+MLOPS_HEARTBEAT_SECONDS = env_int("MLOPS_HEARTBEAT_SECONDS", 10, minimum=1)
+MLOPS_HEARTBEAT_TIMEOUT = env_int("MLOPS_HEARTBEAT_TIMEOUT", 60, minimum=2)
+MLOPS_CANCEL_GRACE_SECONDS = env_int("MLOPS_CANCEL_GRACE_SECONDS", 30, minimum=0)
+if MLOPS_HEARTBEAT_TIMEOUT <= MLOPS_HEARTBEAT_SECONDS:
+    raise ImproperlyConfigured(
+        "MLOPS_HEARTBEAT_TIMEOUT must be greater than MLOPS_HEARTBEAT_SECONDS"
+    )
+# Workers run the engine in a child process they can stop; off runs it in-process
+# (for a debugger), without heartbeat, time limit or forced cancellation.
+MLOPS_ISOLATE_RUNS = env_bool("MLOPS_ISOLATE_RUNS", default=True)
+# Extra modules whose step types are registered at start-up (plug-ins).
+MLOPS_STEP_MODULES = env_list("MLOPS_STEP_MODULES", [])
+
 # django-q2. `retry` must exceed `timeout`, otherwise the broker hands a still-running
-# task to a second worker and the run executes twice.
-Q_TIMEOUT = env_int("Q_TIMEOUT", 3600, minimum=1)
+# task to a second worker and the run executes twice. A worker runs a run and its
+# retries in one task, so the task limit is generous; each run has its own limit above.
+Q_TIMEOUT = env_int("Q_TIMEOUT", 6 * 3600, minimum=1)
 Q_RETRY = env_int("Q_RETRY", Q_TIMEOUT + 600, minimum=2)
 if Q_RETRY <= Q_TIMEOUT:
     raise ImproperlyConfigured(
@@ -133,13 +150,15 @@ if Q_RETRY <= Q_TIMEOUT:
     )
 Q_BROKER = env_str("Q_BROKER", "orm")
 Q_CLUSTER = {
-    "name": "mlops",
+    # Clusters sharing a broker and database must share the name (it also salts payloads).
+    "name": env_str("Q_NAME", "mlops"),
     "workers": env_int("Q_WORKERS", 2, minimum=1),
     "timeout": Q_TIMEOUT,
     "retry": Q_RETRY,
     "max_attempts": 1,
     "ack_failures": True,
     "catch_up": False,
+    "poll": 0.1,
     "save_limit": 500,
     "label": "Task queue",
 }

@@ -1,10 +1,11 @@
 from django.contrib import admin, messages
 from django.utils.html import format_html, format_html_join
 
-from pipelines import services
+from pipelines import runs, services
 from pipelines.engine.registry import STEP_TYPES, parameter_summary
 from pipelines.forms import StepInlineFormSet
 from pipelines.models import Pipeline, PipelineRun, PipelineStep, StepRun
+from pipelines.runs import PipelineBusy
 from pipelines.validation import PipelineInvalid
 
 
@@ -62,8 +63,8 @@ class PipelineAdmin(admin.ModelAdmin):
     def run_pipelines(self, request, queryset):
         for pipeline in queryset:
             try:
-                run = services.start_run(pipeline, user=request.user)
-            except PipelineInvalid as exc:
+                run = runs.start_run(pipeline, user=request.user)
+            except (PipelineInvalid, PipelineBusy) as exc:
                 self.message_user(request, f"{pipeline}: {exc}", messages.ERROR)
             else:
                 self.message_user(request, f"Run #{run.pk} of {pipeline} queued.", messages.SUCCESS)
@@ -126,9 +127,14 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "trigger",
         "started_by",
         "created_at",
+        "dispatched_at",
         "started_at",
+        "heartbeat_at",
         "finished_at",
+        "attempt",
+        "retry_of",
         "start_step",
+        "cancel_requested",
         "metrics",
         "mlflow_run_id",
         "error_message",
@@ -138,6 +144,13 @@ class PipelineRunAdmin(admin.ModelAdmin):
     )
     exclude = ("logs",)
     inlines = [StepRunInline]
+    actions = ["cancel_runs"]
+
+    @admin.action(description="Cancel selected runs")
+    def cancel_runs(self, request, queryset):
+        for run in queryset:
+            outcome = runs.cancel_run(run)
+            self.message_user(request, f"Run #{run.pk}: {outcome}.", messages.INFO)
 
     @admin.display(description="Logs")
     def log_output(self, run):
@@ -148,3 +161,6 @@ class PipelineRunAdmin(admin.ModelAdmin):
 
     def has_change_permission(self, request, obj=None):
         return False
+
+
+from pipelines import admin_schedules  # noqa: E402,F401

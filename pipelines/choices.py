@@ -34,3 +34,24 @@ class StepKind(models.TextChoices):
     TRAINING = "training", "Training"
     PREDICTION = "prediction", "Prediction"
     SAVE = "save", "Save"
+
+
+class ConcurrencyPolicy(models.TextChoices):
+    QUEUE = "queue", "Queue the new run"
+    REFUSE = "refuse", "Refuse the new run"
+
+
+class OverlapPolicy(models.TextChoices):
+    SKIP = "skip", "Skip the tick"
+    QUEUE = "queue", "Queue a run"
+
+
+class CatchUpPolicy(models.TextChoices):
+    NONE = "none", "None: skip ticks missed while down"
+    LATEST = "latest", "Latest: run the last missed tick"
+    ALL = "all", "All: run every missed tick"
+
+
+class TickOutcome(models.TextChoices):
+    STARTED = "started", "Started a run"
+    SKIPPED = "skipped", "Skipped"

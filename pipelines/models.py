@@ -4,7 +4,16 @@ from django.db.models import F, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
-from pipelines.choices import ACTIVE_RUN_STATUSES, RunStatus, RunTrigger, StepRunStatus
+from pipelines.choices import (
+    ACTIVE_RUN_STATUSES,
+    CatchUpPolicy,
+    ConcurrencyPolicy,
+    OverlapPolicy,
+    RunStatus,
+    RunTrigger,
+    StepRunStatus,
+    TickOutcome,
+)
 
 
 class PipelineQuerySet(models.QuerySet):
@@ -32,6 +41,25 @@ class Pipeline(models.Model):
         blank=True,
         help_text="Experiment the runs are tracked in; defaults to pipeline/<name>.",
     )
+    max_active_runs = models.PositiveSmallIntegerField(
+        default=1,
+        help_text="Runs of this pipeline that may be queued for a worker or running at once.",
+    )
+    concurrency_policy = models.CharField(
+        max_length=10,
+        choices=ConcurrencyPolicy,
+        default=ConcurrencyPolicy.QUEUE,
+        help_text="What a trigger does while the pipeline is at its active-run limit.",
+    )
+    timeout_seconds = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Stop a run after this long; empty uses the site default."
+    )
+    max_retries = models.PositiveSmallIntegerField(
+        default=0, help_text="Run a failed run again this many times."
+    )
+    retry_backoff_seconds = models.PositiveIntegerField(
+        default=30, help_text="Wait before the first retry; doubles for each later one."
+    )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
 
@@ -42,6 +70,20 @@ class Pipeline(models.Model):
 
     def __str__(self):
         return self.name
+
+    def clean(self):
+        from django.core.exceptions import ValidationError
+
+        if self.max_active_runs < 1:
+            raise ValidationError({"max_active_runs": "At least one run must be allowed."})
+
+    @property
+    def run_timeout(self) -> int:
+        return self.timeout_seconds or settings.MLOPS_RUN_TIMEOUT
+
+    def retry_delay(self, attempt: int) -> int:
+        """Seconds to wait before attempt number `attempt` (2 is the first retry)."""
+        return self.retry_backoff_seconds * 2 ** max(attempt - 2, 0)
 
     @property
     def experiment_name(self) -> str:
@@ -89,6 +131,17 @@ class PipelineRunQuerySet(models.QuerySet):
     def active(self):
         return self.filter(status__in=ACTIVE_RUN_STATUSES)
 
+    def occupying(self):
+        """Runs holding one of the pipeline's active slots: handed to a worker or running."""
+        return self.filter(
+            models.Q(status=RunStatus.RUNNING)
+            | models.Q(status=RunStatus.QUEUED, dispatched_at__isnull=False)
+        )
+
+    def waiting(self):
+        """Queued runs not yet handed to a worker because the pipeline was at its limit."""
+        return self.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True)
+
 
 class PipelineRun(models.Model):
     """One execution of a pipeline, with the frozen definition it ran."""
@@ -111,6 +164,15 @@ class PipelineRun(models.Model):
     error_traceback = models.TextField(blank=True)
     metrics = models.JSONField(default=dict, blank=True)
     mlflow_run_id = models.CharField("MLflow run id", max_length=64, blank=True)
+    dispatched_at = models.DateTimeField(
+        null=True, blank=True, help_text="When the run was handed to the task queue."
+    )
+    heartbeat_at = models.DateTimeField(null=True, blank=True)
+    cancel_requested = models.BooleanField(default=False)
+    attempt = models.PositiveSmallIntegerField(default=1)
+    retry_of = models.ForeignKey(
+        "self", null=True, blank=True, related_name="retries", on_delete=models.SET_NULL
+    )
 
     objects = PipelineRunQuerySet.as_manager()
 
@@ -147,17 +209,34 @@ class PipelineRun(models.Model):
             self.status, self.started_at = RunStatus.RUNNING, now
         return claimed == 1
 
-    def mark_succeeded(self, metrics: dict) -> None:
-        self._finish(RunStatus.SUCCEEDED, metrics=metrics)
+    def mark_succeeded(self, metrics: dict) -> bool:
+        return self._finish(RunStatus.SUCCEEDED, metrics=metrics)
 
-    def mark_failed(self, message: str, traceback: str = "") -> None:
-        self._finish(RunStatus.FAILED, error_message=message, error_traceback=traceback)
+    def mark_failed(self, message: str, traceback: str = "") -> bool:
+        return self._finish(RunStatus.FAILED, error_message=message, error_traceback=traceback)
 
-    def _finish(self, status: str, **fields) -> None:
+    def mark_cancelled(self, message: str) -> bool:
+        return self._finish(RunStatus.CANCELLED, error_message=message)
+
+    def beat(self) -> None:
+        """Record that the worker running this run is alive."""
+        PipelineRun.objects.filter(pk=self.pk).update(heartbeat_at=timezone.now())
+
+    def cancel_was_requested(self) -> bool:
+        return PipelineRun.objects.filter(pk=self.pk, cancel_requested=True).exists()
+
+    def _finish(self, status: str, **fields) -> bool:
+        """End an active run; False when it had already ended (e.g. reaped or cancelled)."""
         fields.update(status=status, finished_at=timezone.now())
-        for name, value in fields.items():
-            setattr(self, name, value)
-        PipelineRun.objects.filter(pk=self.pk).update(**fields)
+        ended = PipelineRun.objects.filter(pk=self.pk, status__in=ACTIVE_RUN_STATUSES).update(
+            **fields
+        )
+        if ended:
+            for name, value in fields.items():
+                setattr(self, name, value)
+        else:
+            self.refresh_from_db()
+        return bool(ended)
 
 
 class StepRun(models.Model):
@@ -191,3 +270,79 @@ class StepRun(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class PipelineSchedule(models.Model):
+    """Runs a pipeline on a cron expression (in a time zone) or at a fixed interval."""
+
+    pipeline = models.ForeignKey(Pipeline, related_name="schedules", on_delete=models.CASCADE)
+    cron = models.CharField(max_length=100, blank=True, help_text='e.g. "0 6 * * *"')
+    timezone = models.CharField(max_length=64, default="UTC")
+    interval_seconds = models.PositiveIntegerField(null=True, blank=True)
+    enabled = models.BooleanField(default=True)
+    overlap_policy = models.CharField(
+        max_length=10,
+        choices=OverlapPolicy,
+        default=OverlapPolicy.SKIP,
+        help_text="What a tick does while a run of the pipeline is active.",
+    )
+    catch_up = models.CharField(
+        max_length=10,
+        choices=CatchUpPolicy,
+        default=CatchUpPolicy.NONE,
+        help_text="What happens to ticks missed while no scheduler was running.",
+    )
+    next_tick_at = models.DateTimeField(null=True, blank=True)
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline", "pk"]
+
+    def __str__(self):
+        every = (
+            f"cron {self.cron} ({self.timezone})"
+            if self.cron
+            else f"every {self.interval_seconds}s"
+        )
+        return f"{self.pipeline} {every}"
+
+    def save(self, *args, **kwargs):
+        """Give a new schedule (or one whose next tick was cleared) its next tick."""
+        if self.next_tick_at is None and (self.cron or self.interval_seconds):
+            from pipelines.schedules import next_tick
+
+            self.next_tick_at = next_tick(self, timezone.now())
+            if kwargs.get("update_fields") is not None:
+                kwargs["update_fields"] = {*kwargs["update_fields"], "next_tick_at"}
+        super().save(*args, **kwargs)
+
+    def clean(self):
+        from pipelines.schedules import validate_schedule
+
+        validate_schedule(self.cron, self.timezone, self.interval_seconds)
+
+
+class ScheduleTick(models.Model):
+    """One tick of a schedule: the run it started, or why it was skipped.
+
+    The unique (schedule, tick_at) constraint is what makes a tick fire once even when
+    two schedulers evaluate it at the same moment.
+    """
+
+    schedule = models.ForeignKey(PipelineSchedule, related_name="ticks", on_delete=models.CASCADE)
+    tick_at = models.DateTimeField()
+    outcome = models.CharField(max_length=10, choices=TickOutcome)
+    reason = models.CharField(max_length=255, blank=True)
+    run = models.ForeignKey(
+        PipelineRun, null=True, blank=True, related_name="ticks", on_delete=models.SET_NULL
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["-tick_at"]
+        constraints = [
+            models.UniqueConstraint(fields=["schedule", "tick_at"], name="unique_schedule_tick")
+        ]
+
+    def __str__(self):
+        return f"{self.schedule} @ {self.tick_at:%Y-%m-%d %H:%M} {self.outcome}"

@@ -1,61 +1,27 @@
-"""What the web pages, the API, the admin and the commands do with pipelines.
+"""What the web pages, the API, the admin and the commands do with pipeline definitions.
 
-Each action is one function here, so every trigger takes the same code path.
+Each action is one function here; running pipelines lives in `pipelines.runs`.
 """
 
 from dataclasses import dataclass
 
+from django.core.exceptions import ValidationError
 from django.db import transaction
-from django_q.tasks import async_task
-from pydantic import ValidationError
+from pydantic import ValidationError as ParamsError
 
-from pipelines.choices import RunTrigger
 from pipelines.engine.cache import StepCache
-from pipelines.engine.runner import PipelineEngine, plan_steps
-from pipelines.models import Pipeline, PipelineRun, PipelineStep
+from pipelines.engine.runner import plan_steps
+from pipelines.models import Pipeline, PipelineStep
 from pipelines.validation import PipelineInvalid, StepError, ensure_valid
 
 STEP_FIELDS = ("order", "type", "name", "params", "enabled")
-
-
-def start_run(
-    pipeline: Pipeline,
-    *,
-    trigger: str = RunTrigger.MANUAL,
-    user=None,
-    from_step: int | None = None,
-    wait: bool = False,
-) -> PipelineRun:
-    """Validate, freeze the definition into a new run, and execute it.
-
-    With `wait` the run executes in this process (the command line); otherwise a worker
-    picks it up once the transaction that created it has committed.
-    """
-    definition = pipeline.definition()
-    ensure_valid(definition["steps"])
-    if from_step is not None and from_step not in {s["order"] for s in definition["steps"]}:
-        raise PipelineInvalid([StepError(from_step, "from_step", "no step has this order")])
-    run = PipelineRun.objects.create(
-        pipeline=pipeline,
-        trigger=trigger,
-        started_by=user if user and user.is_authenticated else None,
-        definition=definition,
-        start_step=from_step,
-    )
-    if wait:
-        execute_run(run.pk)
-        run.refresh_from_db()
-    else:
-        transaction.on_commit(lambda: async_task("pipelines.tasks.execute_run", run.pk))
-    return run
-
-
-def execute_run(run_pk: int) -> PipelineRun | None:
-    """Claim a queued run and execute it; a run already claimed is left alone."""
-    run = PipelineRun.objects.select_related("pipeline").get(pk=run_pk)
-    if not run.claim():
-        return None
-    return PipelineEngine(run).execute(start_at=run.start_step)
+RUN_SETTINGS = (
+    "max_active_runs",
+    "concurrency_policy",
+    "timeout_seconds",
+    "max_retries",
+    "retry_backoff_seconds",
+)
 
 
 def export_pipeline(pipeline: Pipeline) -> dict:
@@ -63,6 +29,7 @@ def export_pipeline(pipeline: Pipeline) -> dict:
     return {
         "name": definition["name"],
         "description": definition["description"],
+        "run_settings": {field: getattr(pipeline, field) for field in RUN_SETTINGS},
         "steps": [{key: step[key] for key in STEP_FIELDS} for step in definition["steps"]],
     }
 
@@ -78,6 +45,7 @@ def import_pipeline(data: dict, owner=None, replace: bool = False) -> Pipeline:
             raise PipelineInvalid([StepError(None, "name", f"a pipeline named {name!r} exists")])
         pipeline = existing or Pipeline(name=name, owner=owner)
         pipeline.description = data.get("description", "")
+        _apply_run_settings(pipeline, data.get("run_settings") or {})
         pipeline.save()
         pipeline.steps.all().delete()
         PipelineStep.objects.bulk_create(
@@ -92,6 +60,25 @@ def import_pipeline(data: dict, owner=None, replace: bool = False) -> Pipeline:
             for step in steps
         )
     return pipeline
+
+
+def _apply_run_settings(pipeline: Pipeline, values) -> None:
+    if not isinstance(values, dict):
+        raise PipelineInvalid([StepError(None, "run_settings", "must be an object")])
+    unknown = sorted(set(values) - set(RUN_SETTINGS))
+    if unknown:
+        raise PipelineInvalid([StepError(None, "run_settings", f"unknown key(s) {unknown}")])
+    for field, value in values.items():
+        setattr(pipeline, field, value)
+    try:
+        pipeline.full_clean(exclude=["name", "owner"], validate_unique=False)
+    except ValidationError as exc:
+        raise PipelineInvalid(
+            [
+                StepError(None, f"run_settings.{field}", " ".join(messages))
+                for field, messages in exc.message_dict.items()
+            ]
+        ) from None
 
 
 def clear_cache(pipeline: Pipeline) -> int:
@@ -111,7 +98,7 @@ def step_freshness(pipeline: Pipeline) -> list[StepFreshness]:
     cache = StepCache(pipeline.pk)
     try:
         planned = plan_steps(pipeline.definition())
-    except (LookupError, ValidationError) as exc:
+    except (LookupError, ParamsError) as exc:
         return [StepFreshness(0, "", "stale", f"the pipeline is invalid: {exc}")]
     result, upstream_stale = [], False
     for step in planned:

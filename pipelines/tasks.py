@@ -1,8 +1,18 @@
 """Entry points the django-q2 workers call. Tasks take primary keys only."""
 
-from pipelines import services
+from django.conf import settings
+
+from pipelines import runs, schedules
 
 
 def execute_run(run_pk: int) -> str | None:
-    run = services.execute_run(run_pk)
+    run = runs.execute_run(run_pk, isolated=settings.MLOPS_ISOLATE_RUNS)
     return run.status if run else None
+
+
+def reap_lost_runs() -> list[int]:
+    return runs.reap_lost_runs()
+
+
+def fire_schedules() -> int:
+    return len(schedules.fire_due_ticks())

@@ -144,6 +144,13 @@ class StepCache:
             path.unlink(missing_ok=True)
         return removed
 
+    def remove_partial_files(self) -> int:
+        """Delete temporary files left by a writer that was killed mid-write."""
+        partial = list(self.directory.glob(f".pipeline_{int(self.pipeline_id)}_step_*.tmp"))
+        for path in partial:
+            path.unlink(missing_ok=True)
+        return len(partial)
+
     def _temp_path(self, target: Path) -> Path:
         fd, name = tempfile.mkstemp(dir=self.directory, prefix=f".{target.name}.", suffix=".tmp")
         os.close(fd)

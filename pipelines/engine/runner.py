@@ -62,10 +62,16 @@ class PipelineEngine:
             first, context = self._resume_point(steps, start_at)
             tracked = self._start_tracking(steps)
             for step in steps[first:]:
+                if run.cancel_was_requested():
+                    raise RunCancelled(step)
                 context = self._run_step(step, context, tracked)
             metrics = context.get("metrics", {})
-            run.mark_succeeded(metrics)
-            run.append_log(f"Run succeeded. Metrics: {_format_metrics(metrics)}")
+            if run.mark_succeeded(metrics):
+                run.append_log(f"Run succeeded. Metrics: {_format_metrics(metrics)}")
+        except RunCancelled as exc:
+            self._skip_remaining(exc.step.order)
+            if run.mark_cancelled(f"Cancelled before {exc.step.label}."):
+                run.append_log(f"Run cancelled before {exc.step.label}; finished steps are kept.")
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -190,8 +196,8 @@ class PipelineEngine:
             message = f"{type(exc).__name__}: {exc}"
             trace = traceback.format_exc()
         self._skip_remaining(exc.step.order if isinstance(exc, StepFailed) else None)
-        run.mark_failed(message, trace)
-        run.append_log(f"Run failed: {message}")
+        if run.mark_failed(message, trace):
+            run.append_log(f"Run failed: {message}")
 
     def _skip_remaining(self, failed_order: int | None) -> None:
         done = set(self.run.step_runs.values_list("order", flat=True))
@@ -207,6 +213,11 @@ class PipelineEngine:
                 name=step.get("name", ""),
                 status=StepRunStatus.SKIPPED,
             )
+
+
+class RunCancelled(Exception):
+    def __init__(self, step: PlannedStep):
+        self.step = step
 
 
 class StepFailed(Exception):

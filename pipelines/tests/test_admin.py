@@ -2,7 +2,7 @@ import json
 
 from django.urls import reverse
 
-from pipelines import services
+from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.models import Pipeline, PipelineRun
 
@@ -24,6 +24,11 @@ def pipeline_form(name, steps):
         "name": name,
         "description": "",
         "mlflow_experiment": "",
+        "max_active_runs": 1,
+        "concurrency_policy": "queue",
+        "timeout_seconds": "",
+        "max_retries": 0,
+        "retry_backoff_seconds": 30,
         "steps-TOTAL_FORMS": len(steps),
         "steps-INITIAL_FORMS": 0,
         "steps-MIN_NUM_FORMS": 0,
@@ -103,7 +108,7 @@ def test_admin_run_action_queues_a_run(
 def test_admin_clear_cache_action_removes_files(
     admin_client, classifier_pipeline, isolated_storage
 ):
-    services.start_run(classifier_pipeline, wait=True)
+    runs.start_run(classifier_pipeline, wait=True)
     assert len(list((isolated_storage / "cache").glob("*.joblib"))) == 4
 
     response = admin_client.post(
@@ -117,7 +122,7 @@ def test_admin_clear_cache_action_removes_files(
 
 
 def test_admin_pipeline_page_shows_step_freshness(admin_client, classifier_pipeline):
-    services.start_run(classifier_pipeline, wait=True)
+    runs.start_run(classifier_pipeline, wait=True)
     classifier_pipeline.steps.filter(order=4).update(params={"probabilities": False})
 
     response = admin_client.get(
@@ -130,7 +135,7 @@ def test_admin_pipeline_page_shows_step_freshness(admin_client, classifier_pipel
 
 
 def test_admin_run_page_is_read_only_with_logs_and_step_runs(admin_client, classifier_pipeline):
-    run = services.start_run(classifier_pipeline, wait=True)
+    run = runs.start_run(classifier_pipeline, wait=True)
 
     response = admin_client.get(reverse("admin:pipelines_pipelinerun_change", args=[run.pk]))
 
@@ -151,7 +156,7 @@ def test_admin_changelists_render_with_bounded_queries(
     admin_client, classifier_pipeline, django_assert_max_num_queries
 ):
     for _ in range(3):
-        services.start_run(classifier_pipeline, wait=True)
+        runs.start_run(classifier_pipeline, wait=True)
     for name in ("pipelines_pipeline", "pipelines_pipelinerun", "datasources_dataset"):
         with django_assert_max_num_queries(12):
             response = admin_client.get(reverse(f"admin:{name}_changelist"))
@@ -161,7 +166,7 @@ def test_admin_changelists_render_with_bounded_queries(
 def test_overview_lists_pipelines_and_runs(
     admin_client, classifier_pipeline, django_assert_max_num_queries
 ):
-    run = services.start_run(classifier_pipeline, wait=True)
+    run = runs.start_run(classifier_pipeline, wait=True)
 
     with django_assert_max_num_queries(6):
         response = admin_client.get(reverse("dashboards:overview"))

@@ -3,14 +3,14 @@ import json
 import pytest
 
 from experiments import tracking
-from pipelines import services
+from pipelines import runs, services
 from pipelines.choices import RunStatus, StepRunStatus
 from pipelines.engine.cache import StepCache
 from pipelines.models import PipelineStep
 
 
 def run_now(pipeline, **kwargs):
-    return services.start_run(pipeline, wait=True, **kwargs)
+    return runs.start_run(pipeline, wait=True, **kwargs)
 
 
 def statuses(run):
@@ -183,12 +183,12 @@ def test_disabled_step_is_not_run(classifier_pipeline):
 
 def test_queued_run_is_claimed_once(classifier_pipeline, django_capture_on_commit_callbacks):
     with django_capture_on_commit_callbacks() as callbacks:
-        run = services.start_run(classifier_pipeline)
+        run = runs.start_run(classifier_pipeline)
     assert run.status == RunStatus.QUEUED
     assert len(callbacks) == 1
 
-    first = services.execute_run(run.pk)
-    second = services.execute_run(run.pk)
+    first = runs.execute_run(run.pk, isolated=False)
+    second = runs.execute_run(run.pk, isolated=False)
 
     assert first.status == RunStatus.SUCCEEDED
     assert second is None

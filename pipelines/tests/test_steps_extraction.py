@@ -2,7 +2,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from pipelines import services
+from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
 
@@ -105,7 +105,7 @@ def test_csv_pipeline_run_reports_rows_and_columns(make_dataset, make_pipeline):
     make_dataset(PEOPLE, "people")
     pipeline = make_pipeline([{"type": "csv", "params": {"dataset": "people", "limit": 2}}])
 
-    run = services.start_run(pipeline, wait=True)
+    run = runs.start_run(pipeline, wait=True)
 
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     step = run.step_runs.get()

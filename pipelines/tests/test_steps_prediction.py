@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from pipelines import services
+from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
 
@@ -146,7 +146,7 @@ def test_predict_in_a_pipeline_run_outputs_predictions(make_pipeline):
         ]
     )
 
-    run = services.start_run(pipeline, wait=True)
+    run = runs.start_run(pipeline, wait=True)
 
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     step = run.step_runs.get(order=3)

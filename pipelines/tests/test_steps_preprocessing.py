@@ -3,7 +3,7 @@ import pandas as pd
 import pytest
 from pydantic import ValidationError
 
-from pipelines import services
+from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
 
@@ -443,7 +443,7 @@ def test_preprocessing_steps_chain_in_a_pipeline_run(make_dataset, make_pipeline
         ]
     )
 
-    run = services.start_run(pipeline, wait=True)
+    run = runs.start_run(pipeline, wait=True)
 
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     shapes = [(s.rows_out, s.columns_out) for s in run.step_runs.order_by("order")]
@@ -460,7 +460,7 @@ def test_preprocessing_error_fails_the_run_with_the_column_name(make_dataset, ma
         ]
     )
 
-    run = services.start_run(pipeline, wait=True)
+    run = runs.start_run(pipeline, wait=True)
 
     assert run.status == RunStatus.FAILED
     assert "step 2 (Pick) failed" in run.error_message

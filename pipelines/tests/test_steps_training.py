@@ -5,7 +5,7 @@ from pydantic import ValidationError
 from sklearn import datasets
 from sklearn.pipeline import Pipeline
 
-from pipelines import services
+from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
 from pipelines.steps.training import ESTIMATORS
@@ -280,7 +280,7 @@ def test_training_in_a_pipeline_run_records_metrics(make_pipeline):
         ]
     )
 
-    run = services.start_run(pipeline, wait=True)
+    run = runs.start_run(pipeline, wait=True)
 
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert set(run.metrics) == CLASSIFICATION_KEYS

@@ -1,8 +1,9 @@
 from django.core.management.base import BaseCommand, CommandError
 
-from pipelines import services
+from pipelines import runs
 from pipelines.choices import RunStatus, RunTrigger
 from pipelines.management.commands._helpers import get_pipeline
+from pipelines.runs import PipelineBusy
 from pipelines.validation import PipelineInvalid
 
 
@@ -17,15 +18,25 @@ class Command(BaseCommand):
             dest="from_step",
             help="Start at the step of this order, reusing fresh cached steps before it.",
         )
+        parser.add_argument(
+            "--queue",
+            action="store_true",
+            help="Hand the run to the workers and return at once instead of running it here.",
+        )
 
-    def handle(self, *args, pipeline, from_step, **options):
+    def handle(self, *args, pipeline, from_step, queue, **options):
         target = get_pipeline(pipeline)
         try:
-            run = services.start_run(
-                target, trigger=RunTrigger.COMMAND, from_step=from_step, wait=True
+            run = runs.start_run(
+                target, trigger=RunTrigger.COMMAND, from_step=from_step, wait=not queue
             )
         except PipelineInvalid as exc:
             raise CommandError(f"{target} is invalid: {exc}") from None
+        except PipelineBusy as exc:
+            raise CommandError(str(exc)) from None
+        if queue:
+            self.stdout.write(f"Run #{run.pk} queued.")
+            return
         self.stdout.write(run.logs, ending="")
         for step in run.step_runs.all():
             self.stdout.write(f"  step {step.order} {step.step_type}: {step.get_status_display()}")

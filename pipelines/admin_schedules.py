@@ -1,0 +1,131 @@
+"""Admin for pipeline schedules and their tick history (imported by pipelines.admin)."""
+
+from django.contrib import admin, messages
+
+from pipelines import schedules
+from pipelines.models import PipelineSchedule, ScheduleTick
+
+RULE_FIELDS = {"cron", "timezone", "interval_seconds"}
+
+
+class ScheduleTickInline(admin.TabularInline):
+    """The latest ticks of a schedule, newest first; the full history has its own page."""
+
+    model = ScheduleTick
+    limit = 20
+    verbose_name_plural = f"latest {limit} ticks"
+    extra = 0
+    can_delete = False
+    fields = ("tick_at", "outcome", "reason", "run", "created_at")
+    readonly_fields = fields
+    ordering = ("-tick_at",)
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
+
+@admin.register(PipelineSchedule)
+class PipelineScheduleAdmin(admin.ModelAdmin):
+    list_display = (
+        "__str__",
+        "pipeline",
+        "rule",
+        "timezone",
+        "enabled",
+        "overlap_policy",
+        "catch_up",
+        "next_tick_local",
+    )
+    list_filter = ("enabled", "overlap_policy", "catch_up", "pipeline")
+    list_select_related = ("pipeline",)
+    fields = (
+        "pipeline",
+        "cron",
+        "timezone",
+        "interval_seconds",
+        "enabled",
+        "overlap_policy",
+        "catch_up",
+        "next_tick_at",
+        "created_at",
+    )
+    readonly_fields = ("next_tick_at", "created_at")
+    inlines = [ScheduleTickInline]
+    actions = ["pause", "resume", "fire_now"]
+
+    @admin.display(description="Rule")
+    def rule(self, schedule):
+        return schedules.describe_rule(schedule)
+
+    @admin.display(description="Next tick", ordering="next_tick_at")
+    def next_tick_local(self, schedule):
+        return schedules.local_time(schedule, schedule.next_tick_at) if schedule.enabled else "-"
+
+    def get_formset_kwargs(self, request, obj, inline, prefix):
+        kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
+        if isinstance(inline, ScheduleTickInline):
+            latest = []
+            if obj is not None and obj.pk:
+                latest = obj.ticks.order_by("-tick_at").values_list("pk", flat=True)
+                latest = list(latest[: inline.limit])
+            kwargs["queryset"] = kwargs["queryset"].filter(pk__in=latest)
+        return kwargs
+
+    def save_model(self, request, obj, form, change):
+        # A changed rule, or a schedule enabled again, starts from now: clearing the
+        # next tick makes save() compute it.
+        changed = set(form.changed_data)
+        if not change or RULE_FIELDS & changed or ("enabled" in changed and obj.enabled):
+            obj.next_tick_at = None
+        super().save_model(request, obj, form, change)
+
+    @admin.action(description="Pause selected schedules")
+    def pause(self, request, queryset):
+        for schedule in queryset:
+            schedules.pause_schedule(schedule)
+        self.message_user(request, f"Paused {len(queryset)} schedule(s).", messages.SUCCESS)
+
+    @admin.action(description="Resume selected schedules (from now, without catching up)")
+    def resume(self, request, queryset):
+        # Enabled schedules are left alone: resuming would move a tick that is due.
+        paused = list(queryset.filter(enabled=False))
+        for schedule in paused:
+            schedules.resume_schedule(schedule)
+        self.message_user(request, f"Resumed {len(paused)} schedule(s).", messages.SUCCESS)
+
+    @admin.action(description="Fire a tick now (overlap policy applies)")
+    def fire_now(self, request, queryset):
+        for schedule in queryset.select_related("pipeline"):
+            tick = schedules.fire_now(schedule)
+            if tick is None:
+                continue
+            if tick.run_id:
+                self.message_user(
+                    request, f"{schedule}: started run #{tick.run_id}.", messages.SUCCESS
+                )
+            else:
+                self.message_user(request, f"{schedule}: skipped, {tick.reason}.", messages.WARNING)
+
+
+@admin.register(ScheduleTick)
+class ScheduleTickAdmin(admin.ModelAdmin):
+    """Read-only tick history. Deleting stays allowed, so schedules (whose ticks cascade)
+    can be deleted and old history pruned."""
+
+    list_display = ("tick_at", "schedule", "outcome", "reason", "run", "created_at")
+    list_filter = ("outcome", "schedule__pipeline")
+    list_select_related = ("schedule__pipeline", "run__pipeline")
+    date_hierarchy = "tick_at"
+    search_fields = ("reason", "schedule__pipeline__name")
+
+    def has_add_permission(self, request):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False

@@ -1,0 +1,215 @@
+"""The run lifecycle: start, dispatch, execute, retry, cancel, reap.
+
+Every trigger (page, API, admin, command, schedule) starts runs through `start_run`;
+workers execute them through `execute_run`.
+"""
+
+import time
+from datetime import timedelta
+from functools import partial
+
+from django.conf import settings
+from django.db import transaction
+from django.db.models import Q
+from django.utils import timezone
+from django_q.tasks import async_task
+
+from experiments import tracking
+from pipelines.choices import ConcurrencyPolicy, RunStatus, RunTrigger, StepRunStatus
+from pipelines.engine.cache import StepCache
+from pipelines.engine.runner import PipelineEngine
+from pipelines.models import Pipeline, PipelineRun, StepRun
+from pipelines.supervisor import supervise
+from pipelines.validation import PipelineInvalid, StepError, ensure_valid
+
+
+class PipelineBusy(Exception):
+    """The pipeline is at its active-run limit and its policy refuses new runs."""
+
+
+def start_run(
+    pipeline: Pipeline,
+    *,
+    trigger: str = RunTrigger.MANUAL,
+    user=None,
+    from_step: int | None = None,
+    wait: bool = False,
+) -> PipelineRun:
+    """Validate, freeze the definition into a new run, and queue or execute it.
+
+    Without `wait` a worker picks the run up once the transaction that created it has
+    committed (or later, when the pipeline is at its active-run limit and queues). With
+    `wait` (the command line) it executes in this process and needs a free slot.
+    """
+    definition = pipeline.definition()
+    ensure_valid(definition["steps"])
+    if from_step is not None and from_step not in {s["order"] for s in definition["steps"]}:
+        raise PipelineInvalid([StepError(from_step, "from_step", "no step has this order")])
+    with transaction.atomic():
+        locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+        free = locked.runs.occupying().count() < locked.max_active_runs
+        if not free and (wait or locked.concurrency_policy == ConcurrencyPolicy.REFUSE):
+            raise PipelineBusy(_busy_message(locked))
+        run = PipelineRun.objects.create(
+            pipeline=locked,
+            trigger=trigger,
+            started_by=user if user and user.is_authenticated else None,
+            definition=definition,
+            start_step=from_step,
+            dispatched_at=timezone.now() if free else None,
+        )
+        if not free:
+            run.append_log("Waiting: the pipeline is at its active-run limit.")
+        elif not wait:
+            transaction.on_commit(partial(enqueue, run.pk))
+    if wait:
+        execute_run(run.pk, isolated=settings.MLOPS_ISOLATE_RUNS)
+        run.refresh_from_db()
+    return run
+
+
+def enqueue(run_pk: int) -> None:
+    async_task("pipelines.tasks.execute_run", run_pk, task_name=f"pipeline-run-{run_pk}")
+
+
+def execute_run(run_pk: int, isolated: bool = True) -> PipelineRun | None:
+    """Claim a queued run and execute it, then its retries; a claimed run is left alone.
+
+    `isolated` runs the engine in a child process, watched for heartbeat, timeout and
+    cancellation; without it the engine runs in this process (debugging, tests).
+    """
+    run = PipelineRun.objects.select_related("pipeline").get(pk=run_pk)
+    if not run.claim():
+        return None
+    pipeline_id = run.pipeline_id
+    try:
+        while run is not None:
+            if isolated:
+                supervise(run)
+            else:
+                PipelineEngine(run).execute(start_at=run.start_step)
+            run.refresh_from_db()
+            run = _retry(run)
+    finally:
+        dispatch_waiting(pipeline_id)
+    return PipelineRun.objects.get(pk=run_pk)
+
+
+def dispatch_waiting(pipeline_id: int) -> list[int]:
+    """Hand waiting runs to the queue while the pipeline has free slots, oldest first."""
+    with transaction.atomic():
+        locked = Pipeline.objects.select_for_update().get(pk=pipeline_id)
+        free = locked.max_active_runs - locked.runs.occupying().count()
+        if free <= 0:
+            return []
+        waiting = list(
+            locked.runs.waiting().order_by("created_at", "pk").values_list("pk", flat=True)[:free]
+        )
+        PipelineRun.objects.filter(pk__in=waiting).update(dispatched_at=timezone.now())
+        for run_pk in waiting:
+            transaction.on_commit(partial(enqueue, run_pk))
+    return waiting
+
+
+def cancel_run(run: PipelineRun) -> str:
+    """Drop a queued run, or ask a running one to stop before its next step."""
+    if PipelineRun.objects.filter(pk=run.pk, status=RunStatus.QUEUED).update(
+        status=RunStatus.CANCELLED,
+        finished_at=timezone.now(),
+        error_message="Cancelled before it started.",
+    ):
+        run.append_log("Cancelled before it started.")
+        dispatch_waiting(run.pipeline_id)
+        return "cancelled"
+    if PipelineRun.objects.filter(pk=run.pk, status=RunStatus.RUNNING).update(
+        cancel_requested=True
+    ):
+        run.append_log("Cancellation requested; the run stops before its next step.")
+        return "cancelling"
+    return "finished"
+
+
+def reap_lost_runs(now=None) -> list[int]:
+    """Fail running runs whose worker stopped sending heartbeats, and free their slots."""
+    now = now or timezone.now()
+    cutoff = now - timedelta(seconds=settings.MLOPS_HEARTBEAT_TIMEOUT)
+    silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
+    reaped = []
+    for run in PipelineRun.objects.filter(status=RunStatus.RUNNING).filter(silent):
+        last = run.heartbeat_at or run.started_at
+        if run.mark_failed(f"Worker lost: no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC."):
+            close_interrupted(run, "worker lost")
+            reaped.append(run.pk)
+    _requeue_orphaned_retries(cutoff)
+    for pipeline_id in set(PipelineRun.objects.waiting().values_list("pipeline_id", flat=True)):
+        dispatch_waiting(pipeline_id)
+    return reaped
+
+
+def _requeue_orphaned_retries(cutoff) -> None:
+    """A retry waits out its backoff in the worker that failed; if that worker died,
+    the retry's heartbeat stops and it is handed to the queue again."""
+    orphaned = PipelineRun.objects.filter(
+        status=RunStatus.QUEUED, dispatched_at__isnull=False, heartbeat_at__lt=cutoff
+    )
+    for run_pk in orphaned.values_list("pk", flat=True):
+        PipelineRun.objects.filter(pk=run_pk).update(heartbeat_at=None)
+        enqueue(run_pk)
+
+
+def close_interrupted(run: PipelineRun, reason: str) -> None:
+    """Tidy up after a run whose engine was stopped from outside mid-step."""
+    run.refresh_from_db()
+    now = timezone.now()
+    StepRun.objects.filter(run=run, status=StepRunStatus.RUNNING).update(
+        status=StepRunStatus.FAILED, finished_at=now, summary={"error": reason}
+    )
+    done = set(run.step_runs.values_list("order", flat=True))
+    StepRun.objects.bulk_create(
+        StepRun(
+            run=run,
+            order=step["order"],
+            step_type=step["type"],
+            name=step.get("name", ""),
+            status=StepRunStatus.SKIPPED,
+        )
+        for step in run.definition.get("steps", [])
+        if step.get("enabled", True) and step["order"] not in done
+    )
+    if run.mlflow_run_id:
+        tracking.terminate(run.mlflow_run_id, killed=run.status == RunStatus.CANCELLED)
+    StepCache(run.pipeline_id).remove_partial_files()
+    run.append_log(f"Run ended: {reason}.")
+
+
+def _retry(run: PipelineRun) -> PipelineRun | None:
+    """After a failure with retries left: wait the backoff, then the claimed retry run."""
+    pipeline = run.pipeline
+    if run.status != RunStatus.FAILED or run.attempt > pipeline.max_retries:
+        return None
+    retry = PipelineRun.objects.create(
+        pipeline=pipeline,
+        trigger=run.trigger,
+        started_by=run.started_by,
+        definition=run.definition,
+        start_step=run.start_step,
+        attempt=run.attempt + 1,
+        retry_of=run,
+        dispatched_at=timezone.now(),
+    )
+    delay = pipeline.retry_delay(retry.attempt)
+    run.append_log(f"Retrying as run #{retry.pk} (attempt {retry.attempt}) in {delay} s.")
+    retry.append_log(f"Retry {retry.attempt - 1} of run #{run.pk}; starting in {delay} s.")
+    deadline = time.monotonic() + delay
+    while time.monotonic() < deadline:
+        retry.beat()
+        time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
+    return retry if retry.claim() else None
+
+
+def _busy_message(pipeline: Pipeline) -> str:
+    active = pipeline.runs.occupying().order_by("created_at", "pk").first()
+    return (
+        f"{pipeline} is at its limit of {pipeline.max_active_runs} active run(s): "
+        f"run #{active.pk} is {active.status}."
+    )
