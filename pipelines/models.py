@@ -76,6 +76,20 @@ class Pipeline(models.Model):
 
         if self.max_active_runs < 1:
             raise ValidationError({"max_active_runs": "At least one run must be allowed."})
+        worst = self.longest_task_seconds()
+        if worst >= settings.Q_TIMEOUT:
+            raise ValidationError(
+                {
+                    "timeout_seconds": f"A run and its retries may take {worst} s, more than the "
+                    f"worker task limit Q_TIMEOUT ({settings.Q_TIMEOUT} s)."
+                }
+            )
+
+    def longest_task_seconds(self) -> int:
+        """Worst case for one worker task: every attempt times out, plus the backoffs."""
+        attempts = self.max_retries + 1
+        backoffs = sum(self.retry_delay(attempt) for attempt in range(2, attempts + 1))
+        return self.run_timeout * attempts + backoffs
 
     @property
     def run_timeout(self) -> int:

@@ -21,6 +21,7 @@ from pipelines.models import PipelineRun
 _POLL_SECONDS = 0.05
 _CANCEL_CHECK_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
+_INHERITED: list = []
 
 
 def supervise(run: PipelineRun) -> None:
@@ -40,8 +41,11 @@ def _child(run_pk: int, parent: int) -> None:
     code = 1
     try:
         _die_with(parent)
-        # The parent's database connections must not be shared: open fresh ones.
+        # The parent's database connections must not be shared: open fresh ones. The
+        # inherited ones are kept referenced, never closed: closing (or garbage-collecting)
+        # them would end the parent's session on the shared socket.
         for connection in connections.all(initialized_only=True):
+            _INHERITED.append(connection.connection)
             connection.connection = None
         run = PipelineRun.objects.select_related("pipeline").get(pk=run_pk)
         PipelineEngine(run).execute(start_at=run.start_step)

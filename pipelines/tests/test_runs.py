@@ -235,3 +235,12 @@ def test_isolated_run_succeeds_in_child_process_with_heartbeat(make_pipeline, se
     assert run.status == RunStatus.SUCCEEDED, run.error_message
     assert run.heartbeat_at is not None
     assert [s.status for s in run.step_runs.all()] == [StepRunStatus.SUCCEEDED] * 2
+
+
+def test_run_settings_beyond_the_worker_task_limit_are_refused(make_pipeline, settings):
+    settings.Q_TIMEOUT = 1000
+    with pytest.raises(runs.PipelineInvalid) as error:
+        sleep_pipeline(make_pipeline, timeout_seconds=400, max_retries=2, retry_backoff_seconds=10)
+
+    assert "run_settings.timeout_seconds: A run and its retries may take 1230 s" in str(error.value)
+    assert not PipelineRun.objects.exists()
