@@ -11,12 +11,11 @@ from typing import Any
 # MLflow configures its own loggers at import and narrates migrations at INFO.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 
+import mlflow  # noqa: E402
 import mlflow.sklearn  # noqa: E402
 from django.conf import settings  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
-
-import mlflow  # noqa: E402
 
 # MLflow rejects parameter values longer than this.
 _MAX_PARAM_LENGTH = 500

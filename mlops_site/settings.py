@@ -118,9 +118,9 @@ MLOPS_CACHE_DIR = env_path("MLOPS_CACHE_DIR", BASE_DIR / "cache")
 MLOPS_MAX_UPLOAD_BYTES = env_int("MLOPS_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1)
 
 MLFLOW_TRACKING_URI = env_str(
-    "MLFLOW_TRACKING_URI", f"sqlite:///{BASE_DIR / 'mlflow' / 'mlflow.db'}"
+    "MLFLOW_TRACKING_URI", f"sqlite:///{BASE_DIR / 'mlruns' / 'mlflow.db'}"
 )
-MLFLOW_ARTIFACT_ROOT = env_path("MLFLOW_ARTIFACT_ROOT", BASE_DIR / "mlflow" / "artifacts")
+MLFLOW_ARTIFACT_ROOT = env_path("MLFLOW_ARTIFACT_ROOT", BASE_DIR / "mlruns" / "artifacts")
 
 # Run lifecycle: the default per-run time limit, how often a worker records that a run
 # is alive, when a silent run counts as lost, and how long a cancelled step may finish.
