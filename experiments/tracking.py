@@ -21,6 +21,20 @@ from mlflow.tracking import MlflowClient  # noqa: E402
 _MAX_PARAM_LENGTH = 500
 
 
+def preload() -> None:
+    """Do the one-off work of logging a first model: lazy imports and package metadata.
+
+    A worker calls this once before it forks engine processes, which then inherit it.
+    """
+    import mlflow.pyfunc  # noqa: F401
+    import skops.io  # noqa: F401
+    from mlflow.utils import requirements_utils
+
+    # log_model maps every installed module to its package once per process (about 2 s
+    # of reading package metadata); building the map here lets forked runs inherit it.
+    requirements_utils._init_modules_to_packages_map()
+
+
 def configure() -> MlflowClient:
     mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
     return MlflowClient(settings.MLFLOW_TRACKING_URI)

@@ -15,6 +15,7 @@ import traceback
 from django.conf import settings
 from django.db import connections
 
+from experiments import tracking
 from pipelines.engine.runner import PipelineEngine
 from pipelines.models import PipelineRun
 
@@ -26,6 +27,7 @@ _INHERITED: list = []
 
 def supervise(run: PipelineRun) -> None:
     """Execute a claimed run in a forked child and watch it until it ends."""
+    tracking.preload()
     parent = os.getpid()
     pid = os.fork()
     if pid == 0:

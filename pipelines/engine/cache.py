@@ -86,9 +86,10 @@ class StepCache:
         target = self.path(order)
         data_tmp = self._temp_path(target)
         try:
-            joblib.dump(context, data_tmp)
-            with open(data_tmp, "rb") as handle:
-                mac = self._mac(fingerprint.digest, handle)
+            with open(data_tmp, "wb") as handle:
+                writer = _MacWriter(handle, self._new_mac(fingerprint.digest))
+                joblib.dump(context, writer)
+            mac = writer.mac.hexdigest()
             meta = {
                 "fingerprint": fingerprint.digest,
                 "parts": fingerprint.parts(),
@@ -157,12 +158,32 @@ class StepCache:
         return Path(name)
 
     @staticmethod
-    def _mac(fingerprint: str, handle) -> str:
+    def _new_mac(fingerprint: str):
         key = hashlib.sha256(b"mlops.step-cache:" + settings.SECRET_KEY.encode()).digest()
-        mac = hmac.new(key, fingerprint.encode(), hashlib.sha256)
+        return hmac.new(key, fingerprint.encode(), hashlib.sha256)
+
+    def _mac(self, fingerprint: str, handle) -> str:
+        mac = self._new_mac(fingerprint)
         while chunk := handle.read(_CHUNK):
             mac.update(chunk)
         return mac.hexdigest()
+
+
+class _MacWriter:
+    """A file wrapper that feeds every byte written to an HMAC, saving a second read."""
+
+    def __init__(self, handle, mac):
+        self.handle, self.mac = handle, mac
+
+    def write(self, data) -> int:
+        self.mac.update(data)
+        return self.handle.write(data)
+
+    def tell(self) -> int:
+        return self.handle.tell()
+
+    def flush(self) -> None:
+        self.handle.flush()
 
 
 def _sha256(value) -> str:
