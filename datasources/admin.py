@@ -1,14 +1,22 @@
 from django import forms
-from django.contrib import admin
+from django.contrib import admin, messages
 from django.core.exceptions import ValidationError
+from django.http import HttpResponseRedirect
+from django.urls import reverse
+from django.utils.html import format_html, format_html_join
 
 from datasources.models import Dataset
-from datasources.services import add_dataset
+from datasources.services import add_dataset, delete_dataset, pipelines_using, preview_dataset
+
+PREVIEW_ROWS = 20
+_REFUSED = "_dataset_delete_refused"
 
 
 class DatasetUploadForm(forms.ModelForm):
     user = None
-    upload = forms.FileField(help_text="A CSV file with a header row.")
+    upload = forms.FileField(
+        help_text="A CSV (.csv), Parquet (.parquet) or Excel (.xlsx) file with a header row."
+    )
 
     class Meta:
         model = Dataset
@@ -22,17 +30,31 @@ class DatasetUploadForm(forms.ModelForm):
         try:
             self.instance = add_dataset(upload, cleaned["name"], upload.name, self.user)
         except ValidationError as exc:
-            raise ValidationError(exc.message_dict.get("file", exc.messages)) from None
+            for key, errors in exc.message_dict.items():
+                field = {"file": "upload", "name": "name"}.get(key)
+                self.add_error(field, errors)
         return cleaned
 
 
 @admin.register(Dataset)
 class DatasetAdmin(admin.ModelAdmin):
-    list_display = ("name", "version", "row_count", "column_count", "size_bytes", "created_at")
+    list_display = (
+        "name",
+        "version",
+        "format",
+        "row_count",
+        "column_count",
+        "size_bytes",
+        "created_at",
+    )
+    list_filter = ("format",)
     search_fields = ("name",)
     readonly_fields = (
         "name",
         "version",
+        "format",
+        "encoding",
+        "delimiter",
         "original_filename",
         "checksum",
         "size_bytes",
@@ -41,6 +63,7 @@ class DatasetAdmin(admin.ModelAdmin):
         "schema",
         "uploaded_by",
         "created_at",
+        "preview",
     )
 
     def get_form(self, request, obj=None, **kwargs):
@@ -59,3 +82,90 @@ class DatasetAdmin(admin.ModelAdmin):
         # The upload form stored the dataset through add_dataset while validating.
         if change:
             super().save_model(request, obj, form, change)
+
+    @admin.display(description="Preview")
+    def preview(self, obj):
+        try:
+            data = preview_dataset(obj, PREVIEW_ROWS)
+        except Exception as exc:  # noqa: BLE001 - a page must show even if the file is gone
+            return f"Preview unavailable: {exc}"
+        columns, types = data["columns"], data["column_types"]
+        header = format_html_join(
+            "", "<th>{}<br><small>{}</small></th>", ((c, types.get(c, "")) for c in columns)
+        )
+        cells = (
+            format_html_join(
+                "", "<td>{}</td>", (("" if row[c] is None else row[c],) for c in columns)
+            )
+            for row in data["rows"]
+        )
+        body = format_html_join("", "<tr>{}</tr>", ((cell,) for cell in cells))
+        nulls = format_html_join(
+            "", "<td>{}</td>", ((data["null_counts"].get(c, ""),) for c in columns)
+        )
+        return format_html(
+            "<p>First {} of {} rows; null counts from {}.</p>"
+            '<div style="overflow-x:auto"><table><thead><tr>{}</tr></thead>'
+            '<tbody>{}<tr><td colspan="{}"><b>Nulls</b></td></tr><tr>{}</tr></tbody></table></div>',
+            len(data["rows"]),
+            data["row_count"],
+            data["null_counts_scope"],
+            header,
+            body,
+            len(columns) or 1,
+            nulls,
+        )
+
+    # Deleting goes through delete_dataset: refused while a pipeline reads the dataset.
+
+    def delete_model(self, request, obj):
+        try:
+            delete_dataset(obj)
+        except ValidationError as exc:
+            self._refuse(request, exc.messages)
+
+    def delete_queryset(self, request, queryset):
+        datasets = list(queryset)
+        refusals = [message for dataset in datasets for message in self._usage(dataset)]
+        if refusals:
+            # All or nothing, so the action's own count stays true.
+            self._refuse(request, [*refusals, "No dataset was deleted."])
+            return
+        for dataset in datasets:
+            try:
+                delete_dataset(dataset)
+            except ValidationError as exc:  # a pipeline started using it meanwhile
+                self._refuse(request, exc.messages)
+
+    def log_deletions(self, request, queryset):
+        objects = list(queryset)
+        if any(pipelines_using(dataset) for dataset in objects):
+            return []  # the deletion will be refused: nothing to log
+        return super().log_deletions(request, objects)
+
+    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
+        if getattr(request, _REFUSED, False) and level == messages.SUCCESS:
+            return  # no "deleted successfully" after a refusal
+        super().message_user(request, message, level, *args, **kwargs)
+
+    def response_delete(self, request, obj_display, obj_id):
+        if getattr(request, _REFUSED, False):
+            return HttpResponseRedirect(reverse("admin:datasources_dataset_change", args=[obj_id]))
+        return super().response_delete(request, obj_display, obj_id)
+
+    @staticmethod
+    def _usage(dataset):
+        users = pipelines_using(dataset)
+        if not users:
+            return []
+        listed = ", ".join(repr(name) for name in users)
+        return [f"Dataset {dataset} is used by pipeline(s) {listed}: it was not deleted."]
+
+    @staticmethod
+    def _refuse(request, errors):
+        setattr(request, _REFUSED, True)
+        for error in errors:
+            messages.error(request, error)
+
+
+from datasources import admin_sources  # noqa: E402,F401  (registers DataSourceAdmin)

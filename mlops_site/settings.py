@@ -26,6 +26,10 @@ if not SECRET_KEY:
         raise ImproperlyConfigured("DJANGO_SECRET_KEY must be set in production")
     # Local-only fallback; it also keys the cache HMAC, so production must set its own.
     SECRET_KEY = "insecure-local-development-key-change-me-0123456789abcdef"
+# Encrypts data source secrets at rest (a Fernet key: `Fernet.generate_key()`).
+MLOPS_ENCRYPTION_KEY = env_str("MLOPS_ENCRYPTION_KEY")
+if not MLOPS_ENCRYPTION_KEY and env_bool("MLOPS_PRODUCTION", default=False):
+    raise ImproperlyConfigured("MLOPS_ENCRYPTION_KEY must be set in production")
 ALLOWED_HOSTS = env_list("DJANGO_ALLOWED_HOSTS", ["127.0.0.1", "localhost"])
 CSRF_TRUSTED_ORIGINS = env_list("DJANGO_CSRF_TRUSTED_ORIGINS", [])
 

@@ -56,7 +56,8 @@ def validate_steps(steps: list[dict]) -> list[StepError]:
         if not _known(step_type) or not step.get("enabled", True):
             continue
         cls = STEP_TYPES[step_type]
-        missing = [key for key in cls.requires if key not in available]
+        needed = cls.required_keys(step.get("params")) if not step_errors else cls.requires
+        missing = [key for key in needed if key not in available]
         if missing:
             names = ", ".join(repr(key) for key in missing)
             errors.append(

@@ -74,6 +74,7 @@ def test_production_settings_pass_check_deploy():
         "MLOPS_PRODUCTION": "1",
         "DJANGO_SECRET_KEY": "p" * 20 + "roduction-secret-key-with-enough-variety-0123456789",
         "DJANGO_ALLOWED_HOSTS": "mlops.example.org",
+        "MLOPS_ENCRYPTION_KEY": "L2c4YTNmOWQ2ZTFiMGM3YTJmNWU4ZDFjNGI3YTBlOTM=",
     }
     result = subprocess.run(
         [sys.executable, "manage.py", "check", "--deploy", "--fail-level", "WARNING"],

@@ -32,6 +32,11 @@ class StepType:
     requires: ClassVar[tuple[str, ...]] = ("data",)
     produces: ClassVar[tuple[str, ...]] = ("data",)
 
+    @classmethod
+    def required_keys(cls, params: dict) -> tuple[str, ...]:
+        """The context keys a step with these (valid) params reads; `requires` by default."""
+        return cls.requires
+
     def source_version(self, params: StepParams) -> str:
         """What identifies the data this step reads (e.g. a dataset checksum).
 

@@ -1,3 +1,9 @@
 """Step types. Importing this package registers every one of them."""
 
-from pipelines.steps import extraction, prediction, preprocessing, training  # noqa: F401
+from pipelines.steps import (  # noqa: F401
+    databases,
+    extraction,
+    prediction,
+    preprocessing,
+    training,
+)

@@ -7,10 +7,13 @@ from datasources.services import add_dataset
 
 
 class Command(BaseCommand):
-    help = "Store a CSV file as a dataset (a new version when the name exists)."
+    help = (
+        "Store a CSV, Parquet (.parquet) or Excel (.xlsx) file as a dataset, the format "
+        "chosen by extension (a new version when the name exists)."
+    )
 
     def add_arguments(self, parser):
-        parser.add_argument("file", help="Path of the CSV file.")
+        parser.add_argument("file", help="Path of the .csv, .parquet or .xlsx file.")
         parser.add_argument("--name", help="Dataset name; defaults to the file name's stem.")
 
     def handle(self, *args, file, name, **options):
@@ -23,6 +26,6 @@ class Command(BaseCommand):
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
         self.stdout.write(
-            f"Added dataset {dataset} (id {dataset.pk}): {dataset.row_count} rows, "
+            f"Added dataset {dataset} (id {dataset.pk}, {dataset.format}): {dataset.row_count} rows, "
             f"{dataset.column_count} columns, sha256 {dataset.checksum[:12]}"
         )
