@@ -10,26 +10,24 @@ is still a write (`SELECT ... INTO OUTFILE`) is refused by the query check.
 """
 
 import contextlib
-import re
 import time
 import uuid
 from typing import Any
 
 import pandas as pd
 
-from datasources.connectors.base import Connector, ConnectorError, QueryRefused
+from datasources.connectors.base import ConnectorError, QueryRefused
 from datasources.connectors.sql import (
     CHUNK_ROWS,
     INSERT_CHUNK_ROWS,
-    READ_KEYWORDS,
     READ_ONLY_MESSAGE,
+    SqlConnector,
     check_table_name,
     check_write,
     chunk_frame,
     frame_from_chunks,
     python_rows,
     scrub,
-    single_read_statement,
     sql_type,
 )
 
@@ -52,7 +50,9 @@ CR_SERVER_LOST = 2013
 CR_SSL_CONNECTION_ERROR = 2026
 
 
-class MySQLConnector(Connector):
+class MySQLConnector(SqlConnector):
+    mysql_dialect = True
+
     kind = "mysql"
     default_port = 3306
     options = {
@@ -216,23 +216,8 @@ class MySQLConnector(Connector):
             connection.close()
         return frame_from_chunks(chunks, names, numeric)
 
-    def read(
-        self, query: Any, limit: int | None = None, timeout: int | None = None
-    ) -> pd.DataFrame:
-        sql = single_read_statement(query, mysql=True)
-        if limit is not None:
-            limit = int(limit)
-            if limit < 0:
-                raise ConnectorError("the row limit cannot be negative")
-            sql = f"SELECT * FROM (\n{sql}\n) AS q LIMIT {limit}"
-        return self._fetch(sql, timeout)
-
-    def preview(self, table_or_query: str, n: int = 20) -> pd.DataFrame:
-        text = (table_or_query or "").strip()
-        if re.match(r"^[\w$]+(\.[\w$]+)?$", text) and text.upper() not in READ_KEYWORDS:
-            quoted = ".".join(self._quote(part) for part in check_table_name(text))
-            return self._fetch(f"SELECT * FROM {quoted} LIMIT {int(n)}", None)
-        return self.read(text, limit=n)
+    def _table_preview_sql(self, parts: list[str], n: int) -> str:
+        return f"SELECT * FROM {'.'.join(self._quote(part) for part in parts)} LIMIT {n}"
 
     @staticmethod
     def _quote(name: str) -> str:

@@ -8,25 +8,23 @@ Writes run in one transaction (PostgreSQL DDL is transactional): any error rolls
 the create/drop and every row.
 """
 
-import re
 import time
 from typing import Any
 
 import pandas as pd
 
-from datasources.connectors.base import Connector, ConnectorError, QueryRefused
+from datasources.connectors.base import ConnectorError, QueryRefused
 from datasources.connectors.sql import (
     CHUNK_ROWS,
     INSERT_CHUNK_ROWS,
-    READ_KEYWORDS,
     READ_ONLY_MESSAGE,
+    SqlConnector,
     check_table_name,
     check_write,
     chunk_frame,
     frame_from_chunks,
     python_rows,
     scrub,
-    single_read_statement,
     sql_type,
 )
 
@@ -34,7 +32,7 @@ from datasources.connectors.sql import (
 NUMERIC_OIDS = {21, 23, 20, 26, 700, 701, 1700}
 
 
-class PostgreSQLConnector(Connector):
+class PostgreSQLConnector(SqlConnector):
     kind = "postgresql"
     default_port = 5432
     options = {
@@ -160,25 +158,10 @@ class PostgreSQLConnector(Connector):
             connection.close()
         return frame_from_chunks(chunks, names, numeric)
 
-    def read(
-        self, query: Any, limit: int | None = None, timeout: int | None = None
-    ) -> pd.DataFrame:
-        sql = single_read_statement(query, mysql=False)
-        if limit is not None:
-            limit = int(limit)
-            if limit < 0:
-                raise ConnectorError("the row limit cannot be negative")
-            sql = f"SELECT * FROM (\n{sql}\n) AS q LIMIT {limit}"
-        return self._fetch(sql, timeout)
-
-    def preview(self, table_or_query: str, n: int = 20) -> pd.DataFrame:
+    def _table_preview_sql(self, parts: list[str], n: int):
         from psycopg import sql
 
-        text = (table_or_query or "").strip()
-        if re.match(r"^[\w$]+(\.[\w$]+)?$", text) and text.upper() not in READ_KEYWORDS:
-            name = sql.Identifier(*check_table_name(text))
-            return self._fetch(sql.SQL("SELECT * FROM {} LIMIT {}").format(name, int(n)), None)
-        return self.read(text, limit=n)
+        return sql.SQL("SELECT * FROM {} LIMIT {}").format(sql.Identifier(*parts), n)
 
     def _rows(self, query, params=()) -> list[tuple]:
         import psycopg

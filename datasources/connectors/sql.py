@@ -2,12 +2,13 @@
 chunked DataFrame building and writing checks."""
 
 import re
+from typing import Any
 
 import numpy as np
 import pandas as pd
 import sqlparse
 
-from datasources.connectors.base import ConnectionSettings, ConnectorError, QueryRefused
+from datasources.connectors.base import ConnectionSettings, Connector, ConnectorError, QueryRefused
 
 CHUNK_ROWS = 50_000
 INSERT_CHUNK_ROWS = 5_000
@@ -162,3 +163,32 @@ def check_write(settings: ConnectionSettings, frame: pd.DataFrame, table: str, m
     if len(set(name.lower() for name in names)) != len(names):
         raise ConnectorError("column names must be unique (ignoring case) to be written")
     return check_table_name(table)
+
+
+class SqlConnector(Connector):
+    """Reading shared by the SQL connectors; subclasses run the statement in `_fetch`."""
+
+    mysql_dialect: bool = False
+
+    def read(
+        self, query: Any, limit: int | None = None, timeout: int | None = None
+    ) -> pd.DataFrame:
+        sql = single_read_statement(query, mysql=self.mysql_dialect)
+        if limit is not None:
+            limit = int(limit)
+            if limit < 0:
+                raise ConnectorError("the row limit cannot be negative")
+            sql = f"SELECT * FROM (\n{sql}\n) AS q LIMIT {limit}"
+        return self._fetch(sql, timeout)
+
+    def preview(self, table_or_query: str, n: int = 20) -> pd.DataFrame:
+        text = (table_or_query or "").strip()
+        if re.match(r"^[\w$]+(\.[\w$]+)?$", text) and text.upper() not in READ_KEYWORDS:
+            return self._fetch(self._table_preview_sql(check_table_name(text), int(n)), None)
+        return self.read(text, limit=n)
+
+    def _fetch(self, sql, timeout: int | None) -> pd.DataFrame:
+        raise NotImplementedError
+
+    def _table_preview_sql(self, parts: list[str], n: int):
+        raise NotImplementedError
