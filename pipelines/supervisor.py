@@ -6,6 +6,7 @@ A forked child starts at once (no re-import), which keeps the per-run cost low.
 """
 
 import ctypes
+import gc
 import os
 import signal
 import sys
@@ -19,7 +20,7 @@ from experiments import tracking
 from pipelines.engine.runner import PipelineEngine
 from pipelines.models import PipelineRun
 
-_POLL_SECONDS = 0.05
+_POLL_SECONDS = 0.02
 _CANCEL_CHECK_SECONDS = 1.0
 _PR_SET_PDEATHSIG = 1
 _INHERITED: list = []
@@ -41,6 +42,9 @@ def supervise(run: PipelineRun) -> None:
 
 def _child(run_pk: int, parent: int) -> None:
     code = 1
+    # The inherited heap is never freed here; keeping the collector off it saves a
+    # full collection (hundreds of ms) per run.
+    gc.freeze()
     try:
         _die_with(parent)
         # The parent's database connections must not be shared: open fresh ones. The
