@@ -17,9 +17,9 @@ answers) it starts a real `manage.py qcluster` with 2 workers and measures:
    pipeline of 1 `sleep` + (--steps - 1) `noop` steps against a 1-step pipeline, with the
    engine in a forked child (MLOPS_ISOLATE_RUNS=1) and in this process (0).
 
-With --what-if each broker runs a second time with the supervisor changes this benchmark
-proposes patched into the cluster at runtime (see install_worker_fixes; no project file
-is changed). --db mariadb uses a throw-away MariaDB database instead of SQLite.
+With --what-if each broker runs a second time with a further supervisor change patched
+into the cluster at runtime: the worker opens MLflow's store once and each child drops
+the inherited pool (see install_worker_fixes; no project file is changed). --db mariadb uses a throw-away MariaDB database instead of SQLite.
 
 Everything (Django database, MLflow store, step cache, media) lives in a fresh temporary
 folder, deleted at the end unless --keep. It prints numbers and ratios and never fails
@@ -90,11 +90,10 @@ def install_worker_fixes():
     """The supervisor changes this benchmark proposes, patched in at runtime (no project
     file is changed); returns a function that takes them out again.
 
-    * before forking, the worker has imported MLflow's SQLAlchemy store (and configured its
-      mappers) and opened the store once, so a child inherits them instead of paying the
-      imports and the schema checks on every run;
-    * the child freezes the heap it inherits (gc.freeze), so its first full collection does
-      not walk the whole Django + MLflow + pandas heap;
+    The project already preloads MLflow's imports and mappers and freezes the inherited
+    heap in the child (experiments.tracking.preload, pipelines.supervisor); on top:
+
+    * before forking, the worker opens the store once, so a child skips the schema checks;
     * the child drops the inherited SQLAlchemy pool (dispose(close=False)) and opens its own
       connections, as SQLAlchemy requires after a fork.
     """
