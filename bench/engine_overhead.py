@@ -70,10 +70,6 @@ def parse_args():
 
 def configure_environment(folder: Path, in_process: bool = False) -> None:
     """Point settings at `folder`; must run before django.setup()."""
-    # Run as `python bench/engine_overhead.py`, bench/ is sys.path[0], where bench/queue.py
-    # would shadow the standard library's `queue` for Django and MLflow.
-    here = Path(__file__).resolve().parent
-    sys.path[:] = [p for p in sys.path if Path(p or os.curdir).resolve() != here]
     sys.path.insert(0, str(ROOT))
     os.environ["DJANGO_SETTINGS_MODULE"] = "mlops_site.settings"
     os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.db'}"

@@ -2,7 +2,7 @@
 
 Run from the project root:
 
-    .venv/bin/python bench/queue.py [--runs 100] [--steps 50] [--db sqlite|mariadb]
+    .venv/bin/python bench/queue_throughput.py [--runs 100] [--steps 50] [--db sqlite|mariadb]
 
 For each broker (the ORM broker on the Django database, then Redis when 127.0.0.1:6379
 answers) it starts a real `manage.py qcluster` with 2 workers and measures:
@@ -29,11 +29,7 @@ on a missed target.
 import os
 import sys
 
-# Run as `python bench/queue.py`, this file's folder is sys.path[0] and this module would
-# shadow the standard library's `queue` (multiprocessing, logging, django-q2 import it).
-_HERE = os.path.dirname(os.path.abspath(__file__))
-ROOT = os.path.dirname(_HERE)
-sys.path[:] = [p for p in sys.path if os.path.abspath(p or os.curdir) != _HERE]
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
 import argparse  # noqa: E402
@@ -246,7 +242,9 @@ class Cluster:
         self.env = {**os.environ, "Q_BROKER": broker, "LOG_LEVEL": "INFO"}
         if fixes:
             self.env["BENCH_QUEUE_FIXES"] = "1"
-            self.env["MLOPS_STEP_MODULES"] = f"{self.env['MLOPS_STEP_MODULES']},bench.queue"
+            self.env["MLOPS_STEP_MODULES"] = (
+                f"{self.env['MLOPS_STEP_MODULES']},bench.queue_throughput"
+            )
         self.log = log
         self.process = self.output = None
 
