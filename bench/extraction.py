@@ -130,8 +130,8 @@ def main() -> int:
         return 0
     database = f"mlops_bench_{uuid.uuid4().hex[:8]}"
     print(f"building {args.rows} rows x 10 numeric columns in MariaDB database {database}")
-    build_table(database, args.rows)
     try:
+        build_table(database, args.rows)
         results = {}
         for method in ("step", "read_sql", "connectorx"):
             measured = run_isolated(method, database)
