@@ -94,6 +94,17 @@ class DataSourceKind(models.TextChoices):
     CRATEDB = "cratedb", "CrateDB"
 
 
+class DataSourceQuerySet(models.QuerySet):
+    def get_by_reference(self, reference: str | int) -> "DataSource":
+        """A data source by name, or by id when no source has that name."""
+        found = self.filter(name=str(reference)).first()
+        if found is None and str(reference).isascii() and str(reference).isdigit():
+            found = self.filter(pk=int(reference)).first()
+        if found is None:
+            raise DataSource.DoesNotExist(f"data source {reference!r} does not exist")
+        return found
+
+
 class DataSource(models.Model):
     """A database analysts extract from (and, when allowed, save results to).
 
@@ -116,6 +127,8 @@ class DataSource(models.Model):
     )
     created_at = models.DateTimeField(auto_now_add=True)
     updated_at = models.DateTimeField(auto_now=True)
+
+    objects = DataSourceQuerySet.as_manager()
 
     class Meta:
         ordering = ["name"]

@@ -65,9 +65,6 @@ class MySQLConnector(SqlConnector):
 
     # -- connection -------------------------------------------------------------
 
-    def _where(self) -> str:
-        return f"{self.settings.host}:{self.port}"
-
     def _connect(self, *, read_only: bool = True):
         import MySQLdb
 

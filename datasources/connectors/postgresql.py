@@ -44,9 +44,6 @@ class PostgreSQLConnector(SqlConnector):
 
     # -- connection -------------------------------------------------------------
 
-    def _where(self) -> str:
-        return f"{self.settings.host}:{self.port}"
-
     def _connect(self, *, read_only: bool = True):
         import psycopg
         from psycopg.types.numeric import FloatLoader

@@ -187,6 +187,10 @@ class SqlConnector(Connector):
             return self._fetch(self._table_preview_sql(check_table_name(text), int(n)), None)
         return self.read(text, limit=n)
 
+    def _where(self) -> str:
+        """host:port, as connection errors name it."""
+        return f"{self.settings.host}:{self.port}"
+
     def _fetch(self, sql, timeout: int | None) -> pd.DataFrame:
         raise NotImplementedError
 

@@ -2,7 +2,7 @@
 
 import pandas as pd
 
-Context = dict
+from pipelines.engine.registry import Context
 
 
 def frame_shape(context: Context, key: str = "data") -> tuple[int | None, int | None]:

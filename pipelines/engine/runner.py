@@ -8,8 +8,8 @@ from django.utils import timezone
 from experiments import tracking
 from pipelines.choices import StepRunStatus
 from pipelines.engine.cache import CacheRefused, Fingerprint, StepCache
-from pipelines.engine.context import Context, frame_shape, output_key
-from pipelines.engine.registry import StepType, get_step_type
+from pipelines.engine.context import frame_shape, output_key
+from pipelines.engine.registry import Context, StepType, get_step_type
 from pipelines.models import PipelineRun, StepRun
 
 

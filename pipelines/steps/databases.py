@@ -19,17 +19,10 @@ IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
 
 
 def resolve_source(reference: str | int) -> DataSource:
-    queryset = DataSource.objects.all()
-    if isinstance(reference, int) or (str(reference).isascii() and str(reference).isdigit()):
-        found = (
-            queryset.filter(pk=int(reference)).first()
-            or queryset.filter(name=str(reference)).first()
-        )
-    else:
-        found = queryset.filter(name=reference).first()
-    if found is None:
-        raise ValueError(f"data source {reference!r} does not exist")
-    return found
+    try:
+        return DataSource.objects.get_by_reference(reference)
+    except DataSource.DoesNotExist as exc:
+        raise ValueError(str(exc)) from None
 
 
 class SourceParams(StepParams):

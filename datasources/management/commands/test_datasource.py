@@ -11,9 +11,10 @@ class Command(BaseCommand):
         parser.add_argument("name")
 
     def handle(self, *args, name, **options):
-        source = DataSource.objects.filter(name=name).first()
-        if source is None:
-            raise CommandError(f"no data source named {name!r}")
+        try:
+            source = DataSource.objects.get_by_reference(name)
+        except DataSource.DoesNotExist as exc:
+            raise CommandError(str(exc)) from None
         ok, message = check_source(source)
         if not ok:
             raise CommandError(f"{source.name}: {message}")
