@@ -258,7 +258,8 @@ def run_baseline(csv_path: str, params: dict):
     from sklearn.model_selection import train_test_split
     from sklearn.pipeline import Pipeline
 
-    from pipelines.steps.training import _preparation, build_estimator, evaluate
+    from pipelines.steps.estimators import build_estimator
+    from pipelines.steps.training import _preparation, evaluate
 
     phases = {}  # name -> (wall, cpu)
     start = mark = time.perf_counter()

@@ -5,9 +5,11 @@ through these functions, so the tracking store is configured in one place.
 """
 
 import importlib
+import json
 import os
 import pickle
 import pickletools
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -80,9 +82,30 @@ class TrackedRun:
     def log_metrics(self, metrics: dict[str, float]) -> None:
         mlflow.log_metrics({key: float(value) for key, value in metrics.items()})
 
+    def log_artifacts(self, folder: str, artifacts: dict[str, Any]) -> list[str]:
+        """Log named tables (CSV), mappings and lists (JSON) or text under `folder`.
+
+        Returns the artifact paths, relative to the run's artifact root.
+        """
+        with tempfile.TemporaryDirectory() as scratch:
+            for name, value in artifacts.items():
+                _write_artifact(Path(scratch) / name, value)
+            mlflow.log_artifacts(scratch, artifact_path=folder)
+        return [f"{folder}/{name}" for name in artifacts]
+
+    def log_trials(self, step_label: str, trials: list[dict]) -> None:
+        """Log each search trial as a run nested in this one: its params and metrics."""
+        for number, trial in enumerate(trials, start=1):
+            with mlflow.start_run(run_name=f"{step_label} trial {number}", nested=True):
+                mlflow.set_tags({"mlops.trial": str(number), "mlops.best": str(trial["best"])})
+                self.log_params(trial["params"])
+                self.log_metrics(trial["metrics"])
+
     def log_sklearn_model(self, model, input_example) -> str:
         """Log a fitted sklearn estimator with its signature; returns the model URI."""
-        signature = infer_signature(input_example, model.predict(input_example))
+        # Transformers such as PCA have no predict: their output is the transform.
+        output = model.predict if hasattr(model, "predict") else model.transform
+        signature = infer_signature(input_example, output(input_example))
         # The model was fitted by this run, so the classes it is made of (tree
         # internals, numpy dtypes) are trusted when skops loads it back.
         trusted = _classes_in(model)
@@ -130,6 +153,28 @@ def get_run(run_id: str) -> dict:
     }
 
 
+def child_runs(run_id: str) -> list[dict]:
+    """The runs nested in a run (search trials), oldest first, as `get_run` dicts."""
+    client = configure()
+    parent = client.get_run(run_id)
+    children = client.search_runs(
+        [parent.info.experiment_id],
+        filter_string=f"tags.mlflow.parentRunId = '{run_id}'",
+        order_by=["attributes.start_time ASC"],
+    )
+    return [get_run(child.info.run_id) for child in children]
+
+
+def artifact_paths(run_id: str, folder: str) -> list[str]:
+    return [item.path for item in configure().list_artifacts(run_id, folder)]
+
+
+def download_artifact(run_id: str, path: str) -> Path:
+    """A local copy of one artifact of a run."""
+    configure()
+    return Path(mlflow.artifacts.download_artifacts(run_id=run_id, artifact_path=path))
+
+
 def load_model(model_uri: str):
     configure()
     return mlflow.sklearn.load_model(model_uri)
@@ -148,6 +193,17 @@ def _classes_in(model) -> list[str]:
             if isinstance(getattr(importlib.import_module(module), name, None), type):
                 names.add(f"{module}.{name}")
     return sorted(names)
+
+
+def _write_artifact(path: Path, value: Any) -> None:
+    import pandas as pd
+
+    if isinstance(value, pd.DataFrame):
+        value.to_csv(path, index=False)
+    elif isinstance(value, (dict, list)):
+        path.write_text(json.dumps(value, indent=2, default=str))
+    else:
+        path.write_text(str(value))
 
 
 def _flatten(prefix: str, value: Any, out: dict) -> None:

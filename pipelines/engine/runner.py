@@ -161,7 +161,7 @@ class PipelineEngine:
             raise StepFailed(step, exc) from exc
         rows_out, columns_out = frame_shape(context, output_key(step.step_type.produces))
         summary = {"rows": rows_out, "columns": columns_out, **context.pop("_summary", {})}
-        self._track_outputs(step, context, tracked)
+        self._track_outputs(step, context, summary, tracked)
         self.cache.save(step.order, context, step.fingerprint, summary)
         step_run.status = StepRunStatus.SUCCEEDED
         step_run.rows_out, step_run.columns_out = rows_out, columns_out
@@ -177,10 +177,17 @@ class PipelineEngine:
 
         return log
 
-    def _track_outputs(self, step: PlannedStep, context: Context, tracked) -> None:
-        """Log what a step produced that MLflow keeps: metrics and the fitted model."""
+    def _track_outputs(self, step: PlannedStep, context: Context, summary: dict, tracked):
+        """Log what a step produced that MLflow keeps: metrics, artifacts, search trials
+        and the fitted model. Artifacts and trials are popped: they are not cached."""
         if "metrics" in step.step_type.produces and context.get("metrics"):
             tracked.log_metrics(context["metrics"])
+        artifacts = context.pop("_artifacts", None)
+        if artifacts:
+            summary["artifacts"] = tracked.log_artifacts(f"step_{step.order}", artifacts)
+        trials = context.pop("_trials", None)
+        if trials:
+            tracked.log_trials(step.label, trials)
         if "model" in step.step_type.produces:
             model = context["model"]
             example = context["data"][list(model.feature_names_in_)].head(5)

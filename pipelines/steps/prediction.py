@@ -1,7 +1,14 @@
-"""Prediction with the model trained earlier in the run."""
+"""Prediction with the model trained earlier in the run.
+
+Every trained model is a fitted sklearn Pipeline (preparation + estimator) fitted on a
+DataFrame, so it knows its input columns. What a prediction looks like follows from
+the estimator: a class and per-class probabilities, a number, a cluster label, an
+anomaly flag, one column per forecast horizon, or a transform's components.
+"""
 
 import pandas as pd
 from pydantic import Field
+from sklearn.base import is_classifier, is_outlier_detector
 
 from pipelines.choices import StepKind
 from pipelines.engine.context import require_columns
@@ -28,16 +35,39 @@ class Predict(StepType):
         model, frame = context["model"], context["data"]
         features = list(model.feature_names_in_)
         require_columns(frame, features, "data")
-        X = frame[features]
-        predictions = frame.copy()
-        predictions[params.prediction_column] = model.predict(X)
-        if params.probabilities and hasattr(model, "predict_proba"):
-            probabilities = pd.DataFrame(
-                model.predict_proba(X),
-                columns=[f"probability_{label}" for label in model.classes_],
-                index=frame.index,
-            )
-            predictions = pd.concat([predictions, probabilities], axis=1)
-        context["predictions"] = predictions
-        log(f"predicted {len(predictions)} rows")
+        outputs = model_outputs(model, frame[features], params)
+        context["predictions"] = pd.concat([frame, outputs], axis=1)
+        log(f"predicted {len(frame)} rows: {', '.join(outputs.columns)}")
         return context
+
+
+def model_outputs(model, X: pd.DataFrame, params: PredictParams) -> pd.DataFrame:
+    """The model's predictions for X as columns indexed like X.
+
+    An estimator whose predictions are several columns (forecast horizons) names them
+    in `output_columns_`; a transformer's columns are its output feature names.
+    """
+    if not hasattr(model, "predict"):
+        return _frame(model.transform(X), X, _output_columns(model))
+    predicted = model.predict(X)
+    if predicted.ndim == 2:
+        return _frame(predicted, X, _output_columns(model))
+    if is_outlier_detector(model):
+        # sklearn marks outliers -1 and inliers 1; the column says "is an anomaly".
+        return _frame(predicted == -1, X, [params.prediction_column])
+    outputs = _frame(predicted, X, [params.prediction_column])
+    if is_classifier(model) and params.probabilities and hasattr(model, "predict_proba"):
+        columns = [f"probability_{label}" for label in model.classes_]
+        outputs = outputs.join(_frame(model.predict_proba(X), X, columns))
+    return outputs
+
+
+def _output_columns(model) -> list[str]:
+    estimator = model[-1]
+    if hasattr(estimator, "output_columns_"):
+        return list(estimator.output_columns_)
+    return list(estimator.get_feature_names_out())
+
+
+def _frame(values, X: pd.DataFrame, columns: list[str]) -> pd.DataFrame:
+    return pd.DataFrame(values, index=X.index, columns=columns)

@@ -8,7 +8,6 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
-from django.utils.module_loading import import_string
 from pydantic import Field, ValidationInfo, field_validator
 from sklearn import metrics as sk_metrics
 from sklearn.compose import ColumnTransformer
@@ -20,39 +19,9 @@ from sklearn.preprocessing import OneHotEncoder, StandardScaler
 from pipelines.choices import StepKind
 from pipelines.engine.context import require_columns
 from pipelines.engine.registry import StepParams, StepType, register
+from pipelines.steps.estimators import build_estimator, check_estimator
 
 Task = Literal["classification", "regression"]
-
-ESTIMATORS: dict[str, dict[str, str]] = {
-    "classification": {
-        "logistic_regression": "sklearn.linear_model.LogisticRegression",
-        "random_forest": "sklearn.ensemble.RandomForestClassifier",
-        "gradient_boosting": "sklearn.ensemble.GradientBoostingClassifier",
-    },
-    "regression": {
-        "linear_regression": "sklearn.linear_model.LinearRegression",
-        "random_forest": "sklearn.ensemble.RandomForestRegressor",
-        "gradient_boosting": "sklearn.ensemble.GradientBoostingRegressor",
-    },
-}
-
-
-def build_estimator(task: str, estimator: str, hyperparams: dict[str, Any], random_state=None):
-    """An unfitted estimator; ValueError naming the hyperparameter when one is wrong."""
-    cls = import_string(ESTIMATORS[task][estimator])
-    known = cls().get_params()
-    for name in hyperparams:
-        if name not in known:
-            raise ValueError(f"{name!r} is not a hyperparameter of {cls.__name__}")
-    if random_state is not None and "random_state" in known:
-        hyperparams = {"random_state": random_state, **hyperparams}
-    model = cls(**hyperparams)
-    try:
-        model._validate_params()
-    except (ValueError, TypeError) as exc:
-        raise ValueError(str(exc)) from None
-    return model
-
 
 class TrainParams(StepParams):
     task: Task
@@ -67,9 +36,8 @@ class TrainParams(StepParams):
     @classmethod
     def estimator_known(cls, value: str, info: ValidationInfo):
         task = info.data.get("task")
-        if task and value not in ESTIMATORS[task]:
-            known = ", ".join(ESTIMATORS[task])
-            raise ValueError(f"unknown estimator {value!r} for {task} (known: {known})")
+        if task:
+            check_estimator(task, value)
         return value
 
     @field_validator("hyperparams")

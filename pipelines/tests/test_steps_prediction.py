@@ -51,7 +51,7 @@ def test_predict_adds_prediction_and_one_probability_column_per_class(classifier
     total = predictions["probability_0"] + predictions["probability_1"]
     assert np.allclose(total, 1)
     assert (predictions["prediction"] == (predictions["probability_1"] > 0.5)).all()
-    assert log == ["predicted 200 rows"]
+    assert log == ["predicted 200 rows: prediction, probability_0, probability_1"]
 
 
 def test_predict_leaves_the_data_unchanged(classifier):

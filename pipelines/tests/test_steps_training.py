@@ -8,7 +8,7 @@ from sklearn.pipeline import Pipeline
 from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
-from pipelines.steps.training import ESTIMATORS
+from pipelines.steps.estimators import ESTIMATORS
 
 CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc"}
 REGRESSION_KEYS = {"rmse", "mae", "r2"}

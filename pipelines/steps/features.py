@@ -1,0 +1,1 @@
+"""Step types (being written)."""
