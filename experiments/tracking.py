@@ -9,6 +9,7 @@ import json
 import os
 import pickle
 import pickletools
+import re
 import tempfile
 from pathlib import Path
 from typing import Any
@@ -19,19 +20,39 @@ os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
 import mlflow  # noqa: E402
 import mlflow.sklearn  # noqa: E402
 from django.conf import settings  # noqa: E402
+from mlflow.exceptions import MlflowException  # noqa: E402
 from mlflow.models import infer_signature  # noqa: E402
 from mlflow.tracking import MlflowClient  # noqa: E402
 
 # MLflow rejects parameter values longer than this.
 _MAX_PARAM_LENGTH = 500
+# Characters MLflow refuses in a parameter key.
+_PARAM_KEY_UNSAFE = re.compile(r"[^\w\-. :/]")
+
+MODEL_URI_FORMS = (
+    "runs:/<run id>/model, models:/<model id>, models:/<name>@<alias> or models:/<name>/<version>"
+)
+# The model URIs a pipeline may predict with. Run and logged-model ids are MLflow's uuid4
+# hex; a run's model is named, not a nested artifact path.
+_MODEL_URI = re.compile(
+    r"runs:/(?P<run_id>[0-9a-f]{32})/(?P<model_name>[\w.-]+)"
+    r"|models:/(?P<model_id>m-[0-9a-f]{32})"
+    r"|models:/(?P<name>[^/@:]+)(?:@(?P<alias>[\w-]+)|/(?P<version>[0-9]+))"
+)
+
+
+class ModelNotFound(LookupError):
+    """A model URI that names no model in the tracking store or the model registry."""
 
 
 def preload() -> None:
     """Do MLflow's one-off work of a first run: lazy imports, ORM mappers, package map.
 
     A worker calls this before it forks engine processes, which then inherit it instead
-    of paying about 2 s each. No store is opened: a forked child must not share one.
+    of paying about 2 s each. The store is opened here too, so a child skips its schema
+    checks; `after_fork` makes the child open its own connections to it.
     """
+    import git  # noqa: F401  (MLflow imports GitPython in every run to tag the commit)
     import mlflow.pyfunc  # noqa: F401
     import mlflow.store.tracking.sqlalchemy_store  # noqa: F401
     import mlflow.utils.git_utils  # noqa: F401
@@ -43,6 +64,23 @@ def preload() -> None:
     # log_model maps every installed module to its package once per process (about 2 s
     # of reading package metadata); building the map here lets forked runs inherit it.
     requirements_utils._init_modules_to_packages_map()
+    configure().search_experiments(max_results=1)
+
+
+_INHERITED_POOLS: list = []
+
+
+def after_fork() -> None:
+    """In a forked child: leave the parent's store connections alone, open new ones.
+
+    The inherited pools stay referenced so that freeing them never closes a connection
+    the parent still uses.
+    """
+    from mlflow.store.tracking.sqlalchemy_store import SqlAlchemyStore
+
+    for engine in SqlAlchemyStore._engine_map.values():
+        _INHERITED_POOLS.append(engine.pool)
+        engine.dispose(close=False)
 
 
 def configure() -> MlflowClient:
@@ -95,8 +133,10 @@ class TrackedRun:
 
     def log_trials(self, step_label: str, trials: list[dict]) -> None:
         """Log each search trial as a run nested in this one: its params and metrics."""
+        experiment_id = mlflow.get_run(self.run_id).info.experiment_id
         for number, trial in enumerate(trials, start=1):
-            with mlflow.start_run(run_name=f"{step_label} trial {number}", nested=True):
+            name = f"{step_label} trial {number}"
+            with mlflow.start_run(run_name=name, experiment_id=experiment_id, nested=True):
                 mlflow.set_tags({"mlops.trial": str(number), "mlops.best": str(trial["best"])})
                 self.log_params(trial["params"])
                 self.log_metrics(trial["metrics"])
@@ -180,6 +220,91 @@ def load_model(model_uri: str):
     return mlflow.sklearn.load_model(model_uri)
 
 
+def parse_model_uri(uri: str) -> dict[str, str | None]:
+    """The parts of a model URI; ValueError unless it has one of the MODEL_URI_FORMS."""
+    match = _MODEL_URI.fullmatch(uri)
+    if match is None:
+        raise ValueError(f"{uri!r} is not a model URI; expected {MODEL_URI_FORMS}")
+    return match.groupdict()
+
+
+def resolve_model_version(uri: str) -> str:
+    """The fixed URI of the model `uri` names now, or ModelNotFound saying why not.
+
+    An alias moves from version to version, so `models:/<name>@<alias>` resolves to
+    `models:/<name>/<version>`; a run's model resolves to its logged model,
+    `models:/<model id>`. Version and model-id URIs are checked and returned as they are.
+    """
+    parts = parse_model_uri(uri)
+    client = configure()
+    try:
+        if parts["alias"]:
+            found = client.get_model_version_by_alias(parts["name"], parts["alias"])
+            return f"models:/{parts['name']}/{found.version}"
+        if parts["run_id"]:
+            return _run_model_uri(client, parts["run_id"], parts["model_name"])
+        if parts["version"]:
+            client.get_model_version(parts["name"], parts["version"])
+        else:
+            client.get_logged_model(parts["model_id"])
+    except MlflowException as exc:
+        raise ModelNotFound(exc.message) from None
+    return uri
+
+
+def register_model(
+    model_uri: str,
+    name: str,
+    alias: str | None = None,
+    tags: dict[str, str] | None = None,
+    description: str = "",
+) -> int:
+    """Register a logged model as the next version of `name`, moving `alias` to it.
+
+    The registered model is created on first use. Returns the new version number.
+    """
+    client = configure()
+    version = mlflow.register_model(model_uri, name, tags=tags).version
+    if description:
+        client.update_model_version(name, version, description=description)
+    if alias:
+        client.set_registered_model_alias(name, alias, version)
+    return int(version)
+
+
+def model_version(name: str, version: int) -> dict:
+    """A registered model version's tags, description, source and aliases."""
+    found = configure().get_model_version(name, str(version))
+    return {
+        "tags": dict(found.tags),
+        "description": found.description or "",
+        "source": found.source,
+        "run_id": found.run_id,
+        "aliases": list(found.aliases),
+    }
+
+
+def active_run_tags() -> dict[str, str]:
+    """The mlops.* tags the MLflow run open in this process started with: which pipeline
+    run it records. Empty when no run is open."""
+    active = mlflow.active_run()
+    if active is None:
+        return {}
+    return {key: value for key, value in active.data.tags.items() if key.startswith("mlops.")}
+
+
+def _run_model_uri(client: MlflowClient, run_id: str, model_name: str) -> str:
+    run = client.get_run(run_id)
+    found = client.search_logged_models(
+        experiment_ids=[run.info.experiment_id],
+        # Both values passed the URI pattern, so they hold no quotes.
+        filter_string=f"source_run_id = '{run_id}' AND name = '{model_name}'",
+    )
+    if not found:
+        raise ModelNotFound(f"run {run_id} logged no model named {model_name!r}")
+    return found[0].model_uri
+
+
 def _classes_in(model) -> list[str]:
     """Dotted names of the classes a model's pickle references (not its functions).
 
@@ -208,6 +333,10 @@ def _write_artifact(path: Path, value: Any) -> None:
 
 def _flatten(prefix: str, value: Any, out: dict) -> None:
     if isinstance(value, dict) and value:
+        if any(_PARAM_KEY_UNSAFE.search(str(key)) for key in value):
+            # Keys MLflow refuses (column names, rule operators) keep the mapping whole.
+            out[prefix] = json.dumps(value, default=str)
+            return
         for key, item in value.items():
             _flatten(f"{prefix}.{key}", item, out)
     else:

@@ -31,6 +31,7 @@ class StepKind(models.TextChoices):
     EXTRACTION = "extraction", "Extraction"
     PREPROCESSING = "preprocessing", "Preprocessing"
     FEATURES = "features", "Features"
+    ANALYSIS = "analysis", "Analysis"
     TRAINING = "training", "Training"
     PREDICTION = "prediction", "Prediction"
     SAVE = "save", "Save"

@@ -53,6 +53,7 @@ def _child(run_pk: int, parent: int) -> None:
         for connection in connections.all(initialized_only=True):
             _INHERITED.append(connection.connection)
             connection.connection = None
+        tracking.after_fork()
         run = PipelineRun.objects.select_related("pipeline").get(pk=run_pk)
         PipelineEngine(run).execute(start_at=run.start_step)
         code = 0

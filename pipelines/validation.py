@@ -56,7 +56,9 @@ def validate_steps(steps: list[dict]) -> list[StepError]:
         if not _known(step_type) or not step.get("enabled", True):
             continue
         cls = STEP_TYPES[step_type]
-        needed = cls.required_keys(step.get("params")) if not step_errors else cls.requires
+        # What a step reads can depend on its params: with invalid ones, the params
+        # error is the one to report.
+        needed = () if step_errors else cls.required_keys(step.get("params"))
         missing = [key for key in needed if key not in available]
         if missing:
             names = ", ".join(repr(key) for key in missing)

@@ -1,6 +1,8 @@
 """Helpers shared by the SQL connectors: the single-statement read check, names,
-chunked DataFrame building and writing checks."""
+chunked and Arrow DataFrame building and writing checks."""
 
+import contextlib
+import ctypes
 import re
 from typing import Any
 
@@ -12,11 +14,15 @@ from datasources.connectors.base import ConnectionSettings, Connector, Connector
 
 CHUNK_ROWS = 50_000
 INSERT_CHUNK_ROWS = 5_000
+# Converting Arrow columns, freed memory is handed back each time this much was freed.
+RELEASE_BYTES = 8 * 2**20
 
 # First keyword of a query a read may run; anything else is refused as a write.
 READ_KEYWORDS = {"SELECT", "WITH", "VALUES", "TABLE", "SHOW", "EXPLAIN", "DESCRIBE", "DESC"}
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_$]{0,62}$")
 READ_ONLY_MESSAGE = "the data source is read-only here: the query tried to write"
+# Words of SELECT ... INTO OUTFILE/DUMPFILE, which MySQL allows in a read-only transaction.
+FILE_WRITE_WORDS = re.compile(r"\b(OUTFILE|DUMPFILE)\b", re.IGNORECASE)
 
 
 def scrub(message: str, secret: str) -> str:
@@ -29,7 +35,8 @@ def single_read_statement(query: str, *, mysql: bool) -> str:
 
     A first line of defence only (the server enforces read-only): refuses a second
     statement, a query that does not start like a read, and on MySQL executable
-    comments and SELECT ... INTO OUTFILE/DUMPFILE, which a read-only transaction allows.
+    comments and SELECT ... INTO OUTFILE/DUMPFILE, which a read-only transaction allows
+    (on MySQL the words OUTFILE and DUMPFILE are refused anywhere in the query).
     """
     from sqlparse import tokens as T
 
@@ -63,7 +70,9 @@ def single_read_statement(query: str, *, mysql: bool) -> str:
     first = significant[0].value.upper()
     if first != "(" and first not in READ_KEYWORDS:
         raise QueryRefused(f"{READ_ONLY_MESSAGE} ({first} is not a read)")
-    if mysql and any(t.value.upper() in ("OUTFILE", "DUMPFILE") for t in significant):
+    # Searched in the whole text, comments and strings included: MySQL reads `--x`
+    # (no space) as code where sqlparse sees a comment, so a token check can be fooled.
+    if mysql and FILE_WRITE_WORDS.search(query):
         raise QueryRefused(f"{READ_ONLY_MESSAGE} (SELECT ... INTO OUTFILE/DUMPFILE)")
     return "".join(t.value for t in tokens).strip()
 
@@ -114,6 +123,64 @@ def chunk_frame(rows, names: list[str], numeric: list[bool]) -> pd.DataFrame:
     frame = pd.DataFrame(data, copy=False)
     frame.columns = names
     return frame
+
+
+def frame_from_arrow(table) -> pd.DataFrame:
+    """A DataFrame of a pyarrow Table, with the dtypes `chunk_frame` gives.
+
+    Integers become int64 (float64 with NaN when they hold a NULL), floats float64,
+    decimals float64 and times of day timedelta64. Columns are converted one at a time,
+    each dropped from the Table once converted, so the peak stays near the size of the
+    Table plus one column rather than twice the Table.
+    """
+    names = table.column_names
+    columns = {}
+    freed = 0
+    for index in range(len(names)):
+        column = table.column(0)
+        table = table.remove_column(0)
+        cast = _arrow_column(column, column.type)
+        columns[index] = (column if cast is None else cast).to_pandas()
+        del cast
+        freed += column.nbytes
+        del column
+        if freed >= RELEASE_BYTES:
+            release_free_memory()
+            freed = 0
+    frame = pd.DataFrame(columns, copy=False)
+    frame.columns = names
+    return frame
+
+
+def release_free_memory() -> None:
+    """Give memory that native code freed back to the system.
+
+    glibc keeps what other threads free (ConnectorX fills its Arrow buffers in its own
+    threads) in those threads' arenas, where the main thread's allocations cannot reuse
+    it: without this, converting a Table would need its size twice over.
+    """
+    with contextlib.suppress(OSError, AttributeError):
+        ctypes.CDLL(None).malloc_trim(0)
+
+
+def _arrow_column(column, kind):
+    """`column` cast to the type the frame should hold, or None when it already does."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    types = pa.types
+    if kind == pa.uint64():
+        # numpy makes Python ints int64 unless one needs the 64th bit: the same here.
+        largest = pc.max(column).as_py() or 0
+        return column.cast(pa.int64()) if largest < 2**63 else None
+    if types.is_integer(kind) and kind != pa.int64():
+        return column.cast(pa.int64())
+    if types.is_decimal(kind) or (types.is_floating(kind) and kind != pa.float64()):
+        return column.cast(pa.float64())
+    if types.is_time(kind):
+        whole = pa.int64() if types.is_time64(kind) else pa.int32()
+        return column.cast(whole).cast(pa.int64()).cast(pa.duration(kind.unit))
+    return None
 
 
 def python_rows(frame: pd.DataFrame, start: int, stop: int) -> list[tuple]:

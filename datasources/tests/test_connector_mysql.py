@@ -1,6 +1,12 @@
-"""MySQLConnector against a real MariaDB at 127.0.0.1:3306 (root, no password)."""
+"""MySQLConnector against a real MariaDB at 127.0.0.1:3306 (root, no password).
+
+Tests taking the `reader` fixture run twice: through ConnectorX (failing if the read is
+handed over to mysqlclient) and through mysqlclient alone.
+"""
 
 import os
+import sys
+import time
 import uuid
 
 import numpy as np
@@ -46,6 +52,20 @@ def database():
     connection.close()
 
 
+@pytest.fixture(params=["connectorx", "mysqlclient"])
+def reader(request, monkeypatch):
+    if request.param == "mysqlclient":
+        monkeypatch.setattr(MySQLConnector, "_connectorx_usable", lambda self: False)
+    else:
+        pytest.importorskip("connectorx")
+
+        def handed_over(*args, **kwargs):
+            pytest.fail("ConnectorX handed the read over to mysqlclient")
+
+        monkeypatch.setattr(MySQLConnector, "_fetch_rows", handed_over)
+    return request.param
+
+
 def make(database, **overrides):
     values = dict(
         host=HOST,
@@ -73,7 +93,7 @@ def test_connection_test_describes_server(database):
     assert "MariaDB" in make(database).test()
 
 
-def test_read_rows_values_and_dtypes(database):
+def test_read_rows_values_and_dtypes(database, reader):
     frame = make(database).read("SELECT * FROM items ORDER BY id;")
     assert list(frame.columns) == ["id", "name", "price", "weight", "created"]
     assert frame["id"].tolist() == [1, 2, 3]
@@ -86,21 +106,27 @@ def test_read_rows_values_and_dtypes(database):
 
 
 def test_read_in_several_chunks(database):
-    frame = make(database)._fetch("SELECT id, price FROM items ORDER BY id", None, chunk_rows=2)
+    connector = make(database)
+    connection = connector._connect()
+    try:
+        sql = "SELECT id, price FROM items ORDER BY id"
+        frame = connector._fetch_rows(connection, sql, 10, chunk_rows=2)
+    finally:
+        connection.close()
     assert frame["id"].tolist() == [1, 2, 3] and frame["price"].dtype == float
 
 
-def test_read_empty_result_keeps_columns(database):
+def test_read_empty_result_keeps_columns(database, reader):
     frame = make(database).read("SELECT id, name FROM items WHERE id > 100")
     assert list(frame.columns) == ["id", "name"] and len(frame) == 0
 
 
-def test_limit_applied(database):
+def test_limit_applied(database, reader):
     frame = make(database).read("SELECT * FROM items ORDER BY id -- trailing comment", limit=2)
     assert frame["id"].tolist() == [1, 2]
 
 
-def test_preview_table_and_query(database):
+def test_preview_table_and_query(database, reader):
     connector = make(database)
     assert len(connector.preview("items", 2)) == 2
     frame = connector.preview("SELECT name FROM items WHERE id = 3")
@@ -129,9 +155,11 @@ def test_list_tables_and_columns(database):
         "LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE log",
         "SET GLOBAL max_connections = 151",
         "/*!50000 DROP TABLE items */",
+        # MariaDB reads "--1" as minus minus one, where sqlparse sees a comment.
+        "SELECT 1 --1 INTO OUTFILE '/tmp/mlops_conn_test_outfile.txt'\nFROM DUAL",
     ],
 )
-def test_writes_refused(database, query):
+def test_writes_refused(database, reader, query):
     with pytest.raises(QueryRefused, match="read-only|one SQL statement|not allowed"):
         make(database).read(query)
     assert count(database, "items") == 3
@@ -147,7 +175,7 @@ def test_writes_refused(database, query):
         "LOAD DATA LOCAL INFILE '/etc/hostname' INTO TABLE log",
     ],
 )
-def test_server_enforces_read_only_without_the_query_check(database, query):
+def test_server_enforces_read_only_without_the_query_check(database, reader, query):
     # _fetch skips the client-side check: the server itself must refuse.
     with pytest.raises(QueryRefused, match="read-only"):
         make(database)._fetch(query, None)
@@ -160,26 +188,136 @@ def test_server_refuses_stacked_statements(database):
     assert "log" in make(database).list_tables()
 
 
-def test_stored_function_cannot_write(database):
+def test_server_refuses_a_second_statement_hidden_from_the_parsers(database, reader):
+    # "--1" is code to MariaDB but a comment to sqlparse (read() would drop it as a
+    # trailing comment) and to ConnectorX's parser.
+    with pytest.raises(ConnectorError, match="syntax"):
+        make(database)._fetch("SELECT 1 --1; DROP TABLE log", None)
+    assert "log" in make(database).list_tables()
+
+
+@pytest.mark.parametrize("query", ["SELECT evil()", "SELECT id, evil() AS e FROM items"])
+def test_stored_function_cannot_write(database, reader, query):
+    # Only the server can tell: the query is a plain SELECT to any parser.
     with pytest.raises(QueryRefused, match="read-only"):
-        make(database).read("SELECT evil()")
+        make(database).read(query)
     assert count(database, "log") == 0
 
 
-def test_semicolons_inside_strings_and_comments_are_fine(database):
+def test_semicolons_inside_strings_and_comments_are_fine(database, reader):
     frame = make(database).read("SELECT ';' AS a /* ; */ -- ;\n;")
     assert frame["a"].tolist() == [";"]
 
 
-def test_time_limit(database):
-    with pytest.raises(ConnectorError, match="exceeded the time limit"):
+def test_time_limit(database, reader):
+    started = time.monotonic()
+    with pytest.raises(ConnectorError, match="exceeded the time limit of 1 s"):
         make(database).read("SELECT SLEEP(5)", timeout=1)
+    assert time.monotonic() - started < 4
 
 
-def test_default_time_limit_from_options(database):
+def test_the_query_runs_read_only_with_the_time_limit(database, reader):
+    query = "SELECT @@tx_read_only AS read_only, @@max_statement_time AS seconds"
+    frame = make(database).read(query, timeout=7)
+    assert frame["read_only"][0] == 1 and frame["seconds"][0] == pytest.approx(7, abs=0.1)
+
+
+def test_default_time_limit_from_options(database, reader):
     connector = make(database, options={"statement_timeout": 1})
     with pytest.raises(ConnectorError, match="exceeded the time limit of 1 s"):
         connector.read("SELECT SLEEP(5)")
+
+
+# -- ConnectorX and the hand-over to mysqlclient ---------------------------------------
+
+
+@pytest.fixture
+def handed_over(monkeypatch):
+    """Records the reads ConnectorX hands over to mysqlclient."""
+    calls = []
+    original = MySQLConnector._fetch_rows
+
+    def record(self, connection, sql, timeout, **kwargs):
+        calls.append(sql)
+        return original(self, connection, sql, timeout, **kwargs)
+
+    monkeypatch.setattr(MySQLConnector, "_fetch_rows", record)
+    return calls
+
+
+def test_both_readers_give_the_same_frame(database, monkeypatch):
+    pytest.importorskip("connectorx")
+    query = (
+        "SELECT id, name, price, weight, created, DATE(created) AS day, TIME(created) AS at,"
+        " CAST(id AS UNSIGNED) AS u, id * 1.5 AS product, CAST(weight AS FLOAT) AS small,"
+        " 1 AS one, NULLIF(id, 2) AS holes FROM items ORDER BY id"
+    )
+    fast = make(database).read(query)
+    monkeypatch.setattr(MySQLConnector, "_connectorx_usable", lambda self: False)
+    slow = make(database).read(query)
+    pd.testing.assert_frame_equal(fast, slow)
+    assert str(fast["at"].dtype).startswith("timedelta64") and fast["holes"].dtype == float
+
+
+def test_columns_connectorx_cannot_read_are_read_through_mysqlclient(database, handed_over):
+    # ConnectorX has no NULL column type, nor TIME values outside 00:00-24:00.
+    frame = make(database).read("SELECT NULL AS nothing, CAST('100:00:00' AS TIME) AS long_time")
+    assert pd.isna(frame["nothing"][0]) and frame["long_time"][0] == pd.Timedelta(hours=100)
+    assert len(handed_over) == 1
+
+
+def test_hand_over_keeps_read_only(database, handed_over):
+    # ConnectorX fails on the NULL column before it runs the query; mysqlclient runs it.
+    with pytest.raises(QueryRefused, match="read-only"):
+        make(database).read("SELECT NULL AS nothing, evil() AS e")
+    assert handed_over and count(database, "log") == 0
+
+
+def test_hand_over_keeps_the_time_left(database, monkeypatch):
+    def slow_failure(self, sql, timeout):
+        time.sleep(1.2)
+        return None
+
+    monkeypatch.setattr(MySQLConnector, "_fetch_arrow", slow_failure)
+    with pytest.raises(QueryRefused, match="exceeded the time limit of 1 s"):
+        make(database).read("SELECT 1", timeout=1)
+
+
+def test_mysqlclient_reads_when_connectorx_is_missing(database, monkeypatch, handed_over):
+    monkeypatch.setitem(sys.modules, "connectorx", None)
+    assert make(database).read("SELECT id FROM items ORDER BY id")["id"].tolist() == [1, 2, 3]
+    assert len(handed_over) == 1
+
+
+def test_tls_sources_read_through_mysqlclient(database):
+    # ConnectorX's URL cannot carry TLS settings: mysqlclient fails the same way test() does.
+    with pytest.raises(ConnectorError, match="TLS"):
+        make(database, options={"tls": True}).read("SELECT 1")
+
+
+@pytest.fixture
+def reading_user(database):
+    """An account with a password full of URL delimiters, allowed to read `database`."""
+    user, password = f"mlops_ro_{uuid.uuid4().hex[:8]}", "p@ss:w/rd?#%&=+ x"
+    connection = admin()
+    cursor = connection.cursor()
+    cursor.execute("CREATE USER %s@'127.0.0.1' IDENTIFIED BY %s", (user, password))
+    cursor.execute(f"GRANT SELECT ON `{database}`.* TO %s@'127.0.0.1'", (user,))
+    yield user, password
+    cursor.execute("DROP USER %s@'127.0.0.1'", (user,))
+    connection.close()
+
+
+def test_connectorx_url_quotes_the_password_and_errors_hide_it(database, reader, reading_user):
+    user, password = reading_user
+    connector = make(database, user=user, secret=password)
+    assert connector.read("SELECT CURRENT_USER() AS me")["me"][0] == f"{user}@127.0.0.1"
+    with pytest.raises(ConnectorError) as info:
+        connector.read("SELECT * FROM items WHERE nosuch = 1")
+    assert password not in str(info.value) and "nosuch" in str(info.value)
+    with pytest.raises(ConnectorError, match="login refused") as info:
+        make(database, user=user, secret=password + "!").read("SELECT 1")
+    assert password not in str(info.value)
 
 
 def test_bad_password_message_hides_secret(database):

@@ -75,12 +75,15 @@ def parameter_summary(step_class: type[StepType]) -> list[dict]:
     """Each parameter's name, type, default and description, from the declaration."""
     schema = step_class.Params.model_json_schema()
     required = set(schema.get("required", ()))
+    fields = step_class.Params.model_fields
     return [
         {
             "name": name,
             "type": _type_label(spec),
             "required": name in required,
-            "default": spec.get("default"),
+            "default": None
+            if name in required
+            else fields[name].get_default(call_default_factory=True),
             "description": spec.get("description", ""),
         }
         for name, spec in schema.get("properties", {}).items()
@@ -90,8 +93,9 @@ def parameter_summary(step_class: type[StepType]) -> list[dict]:
 def _type_label(spec: dict) -> str:
     if "enum" in spec:
         return " | ".join(repr(value) for value in spec["enum"])
-    if "anyOf" in spec:
-        return " | ".join(_type_label(option) for option in spec["anyOf"])
+    options = spec.get("anyOf") or spec.get("oneOf")
+    if options:
+        return " | ".join(_type_label(option) for option in options)
     if "$ref" in spec:
         return spec["$ref"].rsplit("/", 1)[-1]
     if spec.get("type") == "array":

@@ -60,7 +60,8 @@ class PipelineEngine:
         try:
             steps = plan_steps(run.definition)
             first, context = self._resume_point(steps, start_at)
-            tracked = self._start_tracking(steps)
+            tracked = self._start_tracking()
+            tracked.log_params(tracking.flatten_params([s.definition for s in steps]))
             for step in steps[first:]:
                 if run.cancel_was_requested():
                     raise RunCancelled(step)
@@ -120,7 +121,7 @@ class PipelineEngine:
         )
         self.run.append_log(f"Reused the cached output of {step.label}.")
 
-    def _start_tracking(self, steps: list[PlannedStep]) -> tracking.TrackedRun:
+    def _start_tracking(self) -> tracking.TrackedRun:
         run = self.run
         tracked = tracking.TrackedRun.start(
             experiment=run.pipeline.experiment_name,
@@ -134,7 +135,6 @@ class PipelineEngine:
         )
         run.mlflow_run_id = tracked.run_id
         type(run).objects.filter(pk=run.pk).update(mlflow_run_id=tracked.run_id)
-        tracked.log_params(tracking.flatten_params([s.definition for s in steps]))
         return tracked
 
     def _run_step(self, step: PlannedStep, context: Context, tracked) -> Context:
@@ -151,18 +151,19 @@ class PipelineEngine:
             fingerprint=step.fingerprint.digest,
         )
         self.run.append_log(f"Running {step.label}.")
+        inputs = context.get("data")
         try:
             context = step.step_type.run(dict(context), step.params, self._step_log(step))
+            rows_out, columns_out = frame_shape(context, output_key(step.step_type.produces))
+            summary = {"rows": rows_out, "columns": columns_out, **context.pop("_summary", {})}
+            self._track_outputs(step, context, inputs, summary, tracked)
+            self.cache.save(step.order, context, step.fingerprint, summary)
         except Exception as exc:
             step_run.status = StepRunStatus.FAILED
             step_run.summary = {"error": str(exc)}
             step_run.finished_at = timezone.now()
             step_run.save()
             raise StepFailed(step, exc) from exc
-        rows_out, columns_out = frame_shape(context, output_key(step.step_type.produces))
-        summary = {"rows": rows_out, "columns": columns_out, **context.pop("_summary", {})}
-        self._track_outputs(step, context, summary, tracked)
-        self.cache.save(step.order, context, step.fingerprint, summary)
         step_run.status = StepRunStatus.SUCCEEDED
         step_run.rows_out, step_run.columns_out = rows_out, columns_out
         step_run.summary = summary
@@ -177,9 +178,13 @@ class PipelineEngine:
 
         return log
 
-    def _track_outputs(self, step: PlannedStep, context: Context, summary: dict, tracked):
+    def _track_outputs(self, step: PlannedStep, context: Context, inputs, summary, tracked):
         """Log what a step produced that MLflow keeps: metrics, artifacts, search trials
-        and the fitted model. Artifacts and trials are popped: they are not cached."""
+        and the fitted model. Artifacts and trials are popped: they are not cached.
+
+        The model's input example comes from the rows the step was given: a step may
+        replace its feature columns in the data it passes on (PCA in replace mode).
+        """
         if "metrics" in step.step_type.produces and context.get("metrics"):
             tracked.log_metrics(context["metrics"])
         artifacts = context.pop("_artifacts", None)
@@ -190,7 +195,8 @@ class PipelineEngine:
             tracked.log_trials(step.label, trials)
         if "model" in step.step_type.produces:
             model = context["model"]
-            example = context["data"][list(model.feature_names_in_)].head(5)
+            rows = inputs if inputs is not None else context["data"]
+            example = rows[list(model.feature_names_in_)].head(5)
             context["model_uri"] = tracked.log_sklearn_model(model, example)
             self.run.append_log(f"{step.label}: model logged to MLflow as {context['model_uri']}")
 

@@ -1,4 +1,4 @@
-"""Prediction with the model trained earlier in the run.
+"""Prediction with the model trained earlier in the run, or with an MLflow model.
 
 Every trained model is a fitted sklearn Pipeline (preparation + estimator) fitted on a
 DataFrame, so it knows its input columns. What a prediction looks like follows from
@@ -7,17 +7,32 @@ anomaly flag, one column per forecast horizon, or a transform's components.
 """
 
 import pandas as pd
-from pydantic import Field
+from pydantic import Field, field_validator
 from sklearn.base import is_classifier, is_outlier_detector
 
+from experiments import tracking
 from pipelines.choices import StepKind
 from pipelines.engine.context import require_columns
 from pipelines.engine.registry import StepParams, StepType, register
 
 
 class PredictParams(StepParams):
-    prediction_column: str = Field("prediction", min_length=1)
+    model_uri: str | None = Field(
+        None,
+        description=f"MLflow model to predict with: {tracking.MODEL_URI_FORMS}. "
+        "Empty: the model trained earlier in this run.",
+    )
+    prediction_column: str = Field(
+        "prediction", min_length=1, description="Name of the column of predictions."
+    )
     probabilities: bool = Field(True, description="Add one probability column per class.")
+
+    @field_validator("model_uri")
+    @classmethod
+    def model_uri_well_formed(cls, value: str | None):
+        if value is not None:
+            tracking.parse_model_uri(value)
+        return value
 
 
 @register
@@ -26,19 +41,46 @@ class Predict(StepType):
 
     slug = "predict"
     kind = StepKind.PREDICTION
-    label = "Predict with the trained model"
+    label = "Predict with a trained model"
     Params = PredictParams
     requires = ("data", "model")
     produces = ("predictions",)
 
+    @classmethod
+    def required_keys(cls, params: dict) -> tuple[str, ...]:
+        return ("data",) if (params or {}).get("model_uri") else cls.requires
+
+    def source_version(self, params: PredictParams) -> str:
+        # The version an alias points to now: moving the alias makes the cache stale.
+        if not params.model_uri:
+            return ""
+        try:
+            return tracking.resolve_model_version(params.model_uri)
+        except tracking.ModelNotFound:
+            return ""  # running the step reports why
+
     def run(self, context, params: PredictParams, log):
-        model, frame = context["model"], context["data"]
+        model, frame = context.get("model"), context["data"]
+        if params.model_uri:
+            resolved = _resolve(params.model_uri)
+            log(f"predicting with {params.model_uri} ({resolved})")
+            context["_summary"] = {"model_uri": params.model_uri, "resolved_uri": resolved}
+            model = tracking.load_model(resolved)
         features = list(model.feature_names_in_)
         require_columns(frame, features, "data")
         outputs = model_outputs(model, frame[features], params)
-        context["predictions"] = pd.concat([frame, outputs], axis=1)
+        # Columns of an earlier prediction with the same names are replaced, not doubled.
+        kept = frame.drop(columns=[c for c in outputs.columns if c in frame.columns])
+        context["predictions"] = pd.concat([kept, outputs], axis=1)
         log(f"predicted {len(frame)} rows: {', '.join(outputs.columns)}")
         return context
+
+
+def _resolve(model_uri: str) -> str:
+    try:
+        return tracking.resolve_model_version(model_uri)
+    except tracking.ModelNotFound as exc:
+        raise ValueError(f"model_uri: no model at {model_uri!r}: {exc}") from None
 
 
 def model_outputs(model, X: pd.DataFrame, params: PredictParams) -> pd.DataFrame:

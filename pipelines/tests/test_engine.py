@@ -1,5 +1,6 @@
 import json
 
+import pandas as pd
 import pytest
 
 from experiments import tracking
@@ -49,6 +50,23 @@ def test_run_is_tracked_in_mlflow(classifier_pipeline):
     predictions = run.step_runs.get(order=4)
     assert predictions.rows_out == 200
     assert list(model.feature_names_in_) == ["x1", "x2", "colour"]
+
+
+def test_params_naming_columns_mlflow_refuses_in_keys_are_tracked(make_pipeline, make_dataset):
+    make_dataset(pd.DataFrame({"energy (kwh)": [1.0, 2.0], "x<y": [3, 4]}), "data")
+    pipeline = make_pipeline(
+        [
+            {"type": "csv", "params": {"dataset": "data"}},
+            {"type": "rename_columns", "params": {"mapping": {"energy (kwh)": "e", "x<y": "x"}}},
+        ]
+    )
+
+    run = run_now(pipeline)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    params = tracking.get_run(run.mlflow_run_id)["params"]
+    mapping = json.loads(params["2.rename_columns.mapping"])
+    assert mapping == {"energy (kwh)": "e", "x<y": "x"}
 
 
 def test_run_freezes_the_definition_it_ran(classifier_pipeline):

@@ -2,10 +2,14 @@ import numpy as np
 import pandas as pd
 import pytest
 from pydantic import ValidationError
+from sklearn import datasets
 
+from experiments import tracking
 from pipelines import runs
-from pipelines.choices import RunStatus
+from pipelines.choices import RunStatus, StepRunStatus
 from pipelines.engine.registry import get_step_type
+from pipelines.steps.prediction import PredictParams
+from pipelines.validation import validate_steps
 
 
 def run_step(slug, context, **params):
@@ -152,3 +156,120 @@ def test_predict_in_a_pipeline_run_outputs_predictions(make_pipeline):
     step = run.step_runs.get(order=3)
     assert (step.rows_out, step.columns_out) == (442, 12)  # 11 columns + predicted
     assert run.metrics["r2"] > 0.3
+
+
+def step_errors(steps):
+    numbered = [{"order": order, **step} for order, step in enumerate(steps, start=1)]
+    return [str(error) for error in validate_steps(numbered)]
+
+
+@pytest.mark.parametrize(
+    "uri",
+    [
+        "models:/bc",
+        "models:/bc@",
+        "models:/m-123",
+        "runs:/not-a-run-id/model",
+        "runs:/" + "a" * 32,
+        "s3://bucket/model.pkl",
+        "",
+    ],
+)
+def test_model_uri_must_be_a_run_logged_or_registered_model_uri(uri):
+    errors = step_errors(
+        [
+            {"type": "sklearn_dataset", "params": {"name": "iris"}},
+            {"type": "predict", "params": {"model_uri": uri}},
+        ]
+    )
+
+    assert errors[0] == (
+        f"step 2, params.model_uri: {uri!r} is not a model URI; expected runs:/<run id>/model, "
+        "models:/<model id>, models:/<name>@<alias> or models:/<name>/<version>"
+    )
+
+
+def test_predict_needs_a_training_step_only_without_model_uri():
+    data = {"type": "sklearn_dataset", "params": {"name": "iris"}}
+
+    assert step_errors([data, {"type": "predict"}]) == [
+        "step 2, type: predict needs 'model', which no earlier step produces"
+    ]
+    assert (
+        step_errors([data, {"type": "predict", "params": {"model_uri": "models:/iris@best"}}]) == []
+    )
+
+
+@pytest.mark.django_db
+def test_predict_loads_run_logged_and_registered_models_and_names_missing_ones(make_pipeline):
+    iris = datasets.load_iris(as_frame=True).frame
+    pipeline = make_pipeline(
+        [
+            {"type": "sklearn_dataset", "params": {"name": "iris"}},
+            {
+                "type": "train_sklearn",
+                "params": {
+                    "task": "classification",
+                    "estimator": "random_forest",
+                    "target": "target",
+                    "hyperparams": {"n_estimators": 5},
+                },
+            },
+        ]
+    )
+    run = runs.start_run(pipeline, wait=True)
+    logged_uri = tracking.get_run(run.mlflow_run_id)["tags"]["mlops.model_uri"]
+    run_uri = f"runs:/{run.mlflow_run_id}/model"
+    tracking.register_model(logged_uri, "iris")
+    expected = tracking.load_model(logged_uri).predict(iris.drop(columns="target"))
+
+    for uri, resolved in [
+        (run_uri, logged_uri),
+        (logged_uri, logged_uri),
+        ("models:/iris/1", "models:/iris/1"),
+    ]:
+        context, log = run_step("predict", {"data": iris}, model_uri=uri)
+
+        assert (context["predictions"]["prediction"] == expected).all()
+        assert context["_summary"] == {"model_uri": uri, "resolved_uri": resolved}
+        assert log[0] == f"predicting with {uri} ({resolved})"
+        assert get_step_type("predict").source_version(PredictParams(model_uri=uri)) == resolved
+
+    with pytest.raises(
+        ValueError,
+        match=r"^model_uri: no model at 'models:/iris@champion': .*alias champion not found",
+    ):
+        run_step("predict", {"data": iris}, model_uri="models:/iris@champion")
+    missing_run = run_uri.replace(run.mlflow_run_id, "0" * 32)
+    with pytest.raises(
+        ValueError, match=rf"^model_uri: no model at '{missing_run}': Run .* not found"
+    ):
+        run_step("predict", {"data": iris}, model_uri=missing_run)
+    with pytest.raises(ValueError, match=r"logged no model named 'forest'"):
+        run_step("predict", {"data": iris}, model_uri=f"runs:/{run.mlflow_run_id}/forest")
+    with pytest.raises(
+        ValueError, match=r"^model_uri: no model at 'models:/m-0+': Logged model .* not found"
+    ):
+        run_step("predict", {"data": iris}, model_uri="models:/m-" + "0" * 32)
+
+
+@pytest.mark.django_db
+def test_predict_with_an_unknown_registered_model_fails_the_step(make_pipeline):
+    pipeline = make_pipeline(
+        [
+            {"type": "sklearn_dataset", "params": {"name": "iris"}},
+            {"type": "predict", "params": {"model_uri": "models:/churn@champion"}},
+        ]
+    )
+
+    run = runs.start_run(pipeline, wait=True)
+
+    assert run.status == RunStatus.FAILED
+    assert [s.status for s in run.step_runs.order_by("order")] == [
+        StepRunStatus.SUCCEEDED,
+        StepRunStatus.FAILED,
+    ]
+    assert run.error_message.startswith(
+        "step 2 (predict) failed: model_uri: no model at 'models:/churn@champion': "
+        "Registered Model with name=churn not found"
+    )
