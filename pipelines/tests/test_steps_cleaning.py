@@ -3,22 +3,15 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-from sklearn import datasets
 
 from pipelines import runs
 from pipelines.choices import RunStatus
-from pipelines.engine.registry import get_step_type
-from pipelines.validation import params_errors
+from pipelines.tests.helpers import apply, apply_with_summary, bundled, rejected_texts, rows
 
 
 def iris():
-    frame = datasets.load_iris(as_frame=True).frame
+    frame = bundled("iris")
     return frame.assign(species=frame["target"].map({0: "setosa", 1: "versicolor", 2: "virginica"}))
-
-
-def diabetes():
-    return datasets.load_diabetes(as_frame=True).frame
 
 
 def hourly_readings(hours=72):
@@ -32,24 +25,6 @@ def hourly_readings(hours=72):
             "site": rng.choice(["north", "south"], size=hours),
         }
     )
-
-
-def apply(slug, data, **params):
-    """The data and the StepRun summary that step type `slug` makes of `data`."""
-    step = get_step_type(slug)
-    context = step.run({"data": data}, step.Params.model_validate(params), lambda _: None)
-    return context["data"], context.get("_summary")
-
-
-def rejected(slug, **params):
-    """The errors that `params` raise for step type `slug`, as `field: message` texts."""
-    with pytest.raises(ValidationError):
-        get_step_type(slug).Params.model_validate(params)
-    return [f"{e.field}: {e.message}" for e in params_errors(1, slug, params)]
-
-
-def rows(data):
-    return data.astype(object).where(data.notna(), None).values.tolist()
 
 
 # sort
@@ -76,7 +51,7 @@ def test_sort_takes_a_direction_per_column_and_places_missing_values():
 
 
 def test_sort_needs_one_direction_per_column():
-    errors = rejected("sort", columns=["a", "b"], descending=[True])
+    errors = rejected_texts("sort", columns=["a", "b"], descending=[True])
 
     assert errors == ["params.descending: give one value per column (2), not 1"]
 
@@ -107,7 +82,7 @@ def test_limit_keeps_first_or_last_rows(end, targets):
 
 
 def test_limit_needs_a_positive_row_count():
-    assert rejected("limit", rows=0) == ["params.rows: Input should be greater than 0"]
+    assert rejected_texts("limit", rows=0) == ["params.rows: Input should be greater than 0"]
 
 
 def test_sample_draws_the_same_rows_for_the_same_seed_in_their_original_order():
@@ -139,7 +114,7 @@ def test_sample_larger_than_the_data_needs_replacement():
 
 @pytest.mark.parametrize("params", [{}, {"n": 5, "fraction": 0.5}])
 def test_sample_needs_either_n_or_fraction(params):
-    assert rejected("sample", **params) == ["params.n: give either n or fraction"]
+    assert rejected_texts("sample", **params) == ["params.n: give either n or fraction"]
 
 
 # replace_values
@@ -155,7 +130,7 @@ def test_replace_values_swaps_original_values_and_counts_them():
         {"old": -1, "new": None},
     ]
 
-    replaced, summary = apply("replace_values", data, replacements=replacements)
+    replaced, summary = apply_with_summary("replace_values", data, replacements=replacements)
 
     # "new" becomes "open", not "active": every swap reads the original value.
     assert rows(replaced) == [
@@ -189,7 +164,7 @@ def test_replace_values_names_the_missing_column():
 
 
 def test_replace_values_refuses_a_value_replaced_twice():
-    errors = rejected(
+    errors = rejected_texts(
         "replace_values", replacements=[{"old": "a", "new": "b"}, {"old": "a", "new": "c"}]
     )
 
@@ -202,7 +177,7 @@ def test_replace_values_refuses_a_value_replaced_twice():
 def test_clip_by_fixed_bounds():
     data = pd.DataFrame({"v": [-5.0, 0.5, 7.0, None], "w": [1, 2, 3, 4]})
 
-    clipped, summary = apply("clip", data, columns=["v", "w"], lower=0, upper=2)
+    clipped, summary = apply_with_summary("clip", data, columns=["v", "w"], lower=0, upper=2)
 
     assert rows(clipped) == [[0.0, 1], [0.5, 2], [2.0, 2], [None, 2]]
     assert summary == {
@@ -212,9 +187,9 @@ def test_clip_by_fixed_bounds():
 
 
 def test_clip_by_quantiles_bounds_each_column_by_its_own_quantiles():
-    data = diabetes()
+    data = bundled("diabetes")
 
-    clipped, summary = apply(
+    clipped, summary = apply_with_summary(
         "clip", data, columns=["target"], lower_quantile=0.05, upper_quantile=0.95
     )
 
@@ -226,7 +201,9 @@ def test_clip_by_quantiles_bounds_each_column_by_its_own_quantiles():
 
 
 def test_clip_with_only_an_upper_quantile_leaves_low_values():
-    clipped, summary = apply("clip", diabetes(), columns=["target"], upper_quantile=0.5)
+    clipped, summary = apply_with_summary(
+        "clip", bundled("diabetes"), columns=["target"], upper_quantile=0.5
+    )
 
     assert clipped["target"].min() == 25.0
     assert summary["bounds"]["target"][0] is None
@@ -259,7 +236,7 @@ def test_clip_refuses_text_columns():
     ],
 )
 def test_clip_rejects_bad_bounds(params, error):
-    assert rejected("clip", columns=["v"], **params) == [error]
+    assert rejected_texts("clip", columns=["v"], **params) == [error]
 
 
 # log_transform
@@ -276,7 +253,7 @@ def test_log_transform_takes_log1p_with_an_optional_shift():
 
 
 def test_log_transform_refuses_negative_values_and_says_which_shift_would_do():
-    data = diabetes()
+    data = bundled("diabetes")
 
     with pytest.raises(
         ValueError,
@@ -290,7 +267,7 @@ def test_log_transform_refuses_negative_values_and_says_which_shift_would_do():
 
 
 def test_log_transform_refuses_a_negative_shift():
-    assert rejected("log_transform", columns=["v"], shift=-1) == [
+    assert rejected_texts("log_transform", columns=["v"], shift=-1) == [
         "params.shift: Input should be greater than or equal to 0"
     ]
 
@@ -301,7 +278,7 @@ def test_log_transform_refuses_a_negative_shift():
 def test_parse_dates_infers_iso_dates_and_keeps_missing_ones():
     data = pd.DataFrame({"when": ["2024-01-31 10:00", "2024-02-29 23:30", None]})
 
-    parsed, summary = apply("parse_dates", data, columns=["when"])
+    parsed, summary = apply_with_summary("parse_dates", data, columns=["when"])
 
     assert str(parsed["when"].dtype).startswith("datetime64")
     assert parsed["when"].dt.day.tolist()[:2] == [31, 29]
@@ -343,14 +320,14 @@ def test_parse_dates_error_names_the_column_and_the_value():
 def test_parse_dates_coerce_makes_bad_values_missing_and_counts_them():
     data = pd.DataFrame({"when": ["2024-01-31", "someday", None, "31/31/2024"]})
 
-    parsed, summary = apply("parse_dates", data, columns=["when"], errors="coerce")
+    parsed, summary = apply_with_summary("parse_dates", data, columns=["when"], errors="coerce")
 
     assert parsed["when"].isna().tolist() == [False, True, True, True]
     assert summary == {"unparsed": {"when": 2}}
 
 
 def test_parse_dates_rejects_an_unknown_time_zone():
-    assert rejected("parse_dates", columns=["when"], timezone="Mars/Olympus") == [
+    assert rejected_texts("parse_dates", columns=["when"], timezone="Mars/Olympus") == [
         "params.timezone: unknown time zone 'Mars/Olympus'; use a name such as "
         "'Europe/Paris' or 'UTC'"
     ]
@@ -392,7 +369,7 @@ def test_date_parts_needs_a_datetime_column():
 
 
 def test_date_parts_rejects_an_unknown_part():
-    errors = rejected("date_parts", column="when", parts=["century"])
+    errors = rejected_texts("date_parts", column="when", parts=["century"])
 
     assert errors[0].startswith("params.parts.0: Input should be 'year'")
 
@@ -427,7 +404,7 @@ def test_string_clean_refuses_a_number_column():
 
 
 def test_bin_numeric_equal_width_names_bins_by_their_range():
-    binned, summary = apply("bin_numeric", iris(), column="sepal length (cm)", bins=4)
+    binned, summary = apply_with_summary("bin_numeric", iris(), column="sepal length (cm)", bins=4)
 
     assert summary["edges"] == pytest.approx([4.3, 5.2, 6.1, 7.0, 7.9])
     assert summary["rows_per_bin"] == {
@@ -440,9 +417,9 @@ def test_bin_numeric_equal_width_names_bins_by_their_range():
 
 
 def test_bin_numeric_quantile_bins_hold_about_equal_rows_with_labels():
-    binned, summary = apply(
+    binned, summary = apply_with_summary(
         "bin_numeric",
-        diabetes(),
+        bundled("diabetes"),
         column="target",
         method="quantile",
         bins=3,
@@ -508,7 +485,7 @@ def test_bin_numeric_refuses_a_text_column():
     ],
 )
 def test_bin_numeric_rejects_bad_bins(params, error):
-    assert rejected("bin_numeric", column="v", **params) == [error]
+    assert rejected_texts("bin_numeric", column="v", **params) == [error]
 
 
 # derive_column
@@ -530,14 +507,16 @@ def test_derive_column_computes_arithmetic_with_division_by_zero_as_missing():
     data = pd.DataFrame({"price": [10.0, 4.0, 3.0], "qty": [2, 0, 3], "fee": [1, 1, 0]})
     unit_price = op("/", op("-", column("price"), column("fee")), column("qty"))
 
-    derived, summary = apply("derive_column", data, output="unit", expression=unit_price)
+    derived, summary = apply_with_summary(
+        "derive_column", data, output="unit", expression=unit_price
+    )
 
     assert rows(derived[["unit"]]) == [[4.5], [None], [1.0]]
     assert summary == {"expression": "((price - fee) / qty)"}
 
 
 def test_derive_column_combines_comparisons_into_a_flag():
-    data = diabetes()
+    data = bundled("diabetes")
     at_risk = op(
         "or",
         op("and", op(">", column("bmi"), const(0.05)), op(">=", column("age"), const(0))),
@@ -607,7 +586,7 @@ def test_derive_column_names_the_operation_that_cannot_be_computed():
     ],
 )
 def test_derive_column_rejects_a_malformed_expression(expression, error):
-    assert rejected("derive_column", output="x", expression=expression) == [error]
+    assert rejected_texts("derive_column", output="x", expression=expression) == [error]
 
 
 # flatten_json
@@ -625,7 +604,7 @@ def test_flatten_json_spreads_nested_keys_into_prefixed_columns():
         }
     )
 
-    flat, summary = apply("flatten_json", data, columns=["payload"])
+    flat, summary = apply_with_summary("flatten_json", data, columns=["payload"])
 
     assert summary == {
         "new_columns": ["payload.city", "payload.size.m2", "payload.size.rooms", "payload.tags"]
@@ -731,7 +710,7 @@ def test_resample_needs_a_datetime_column():
 
 @pytest.mark.parametrize("frequency", ["H", "1 hour", "0h", "soon"])
 def test_resample_rejects_an_unknown_frequency(frequency):
-    errors = rejected("resample", on="t", frequency=frequency, aggregations={"v": "sum"})
+    errors = rejected_texts("resample", on="t", frequency=frequency, aggregations={"v": "sum"})
 
     assert errors == [
         f"params.frequency: {frequency!r} is not a pandas frequency such as "
@@ -756,7 +735,7 @@ def test_resample_rejects_an_unknown_frequency(frequency):
     ],
 )
 def test_resample_rejects_bad_aggregations(aggregations, error):
-    errors = rejected("resample", on="t", frequency="1h", aggregations=aggregations)
+    errors = rejected_texts("resample", on="t", frequency="1h", aggregations=aggregations)
 
     assert errors == [error]
 
@@ -765,7 +744,7 @@ def test_resample_rejects_bad_aggregations(aggregations, error):
 
 
 def test_one_hot_replaces_a_column_by_indicators():
-    encoded, summary = apply("one_hot", iris(), columns=["species"])
+    encoded, summary = apply_with_summary("one_hot", iris(), columns=["species"])
 
     indicators = ["species_setosa", "species_versicolor", "species_virginica"]
     assert list(encoded.columns[-3:]) == indicators
@@ -831,7 +810,7 @@ def test_one_hot_refuses_a_column_with_too_many_values():
     ],
 )
 def test_invalid_parameters_name_the_field(slug, params, error):
-    assert error in rejected(slug, **params)
+    assert error in rejected_texts(slug, **params)
 
 
 # through a pipeline run

@@ -1,25 +1,20 @@
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
+from pipelines.tests.helpers import rejected, run_step
 
 pytestmark = pytest.mark.django_db
 
 PEOPLE = pd.DataFrame({"name": ["ann", "bob", "cid"], "age": [31, 42, 27], "city": list("xyz")})
 
 
-def run_step(slug, params, context=None):
-    step, log = get_step_type(slug), []
-    return step.run(dict(context or {}), step.Params.model_validate(params), log.append), log
-
-
 def test_csv_reads_dataset_by_name(make_dataset):
     make_dataset(PEOPLE, "people")
 
-    context, log = run_step("csv", {"dataset": "people"})
+    context, log = run_step("csv", {}, dataset="people")
 
     pd.testing.assert_frame_equal(context["data"], PEOPLE)
     assert log == ["read 3 rows from dataset " + str(context["_summary"]["dataset"])]
@@ -29,8 +24,8 @@ def test_csv_reads_dataset_by_id(make_dataset):
     dataset = make_dataset(PEOPLE, "people")
     make_dataset(PEOPLE.head(1), "people")
 
-    by_int, _ = run_step("csv", {"dataset": dataset.pk})
-    by_text, _ = run_step("csv", {"dataset": str(dataset.pk)})
+    by_int, _ = run_step("csv", {}, dataset=dataset.pk)
+    by_text, _ = run_step("csv", {}, dataset=str(dataset.pk))
 
     assert len(by_int["data"]) == len(by_text["data"]) == 3
     assert by_int["_summary"]["checksum"] == dataset.checksum
@@ -40,7 +35,7 @@ def test_csv_by_name_reads_the_latest_version(make_dataset):
     make_dataset(PEOPLE, "people")
     latest = make_dataset(PEOPLE.head(2), "people")
 
-    context, _ = run_step("csv", {"dataset": "people"})
+    context, _ = run_step("csv", {}, dataset="people")
 
     assert context["data"]["name"].tolist() == ["ann", "bob"]
     assert context["_summary"]["checksum"] == latest.checksum
@@ -51,7 +46,7 @@ def test_csv_by_name_reads_the_latest_version(make_dataset):
 def test_csv_reads_only_the_listed_columns(make_dataset):
     make_dataset(PEOPLE, "people")
 
-    context, _ = run_step("csv", {"dataset": "people", "columns": ["age", "name"]})
+    context, _ = run_step("csv", {}, dataset="people", columns=["age", "name"])
 
     assert sorted(context["data"].columns) == ["age", "name"]
     assert context["data"]["age"].tolist() == [31, 42, 27]
@@ -60,7 +55,7 @@ def test_csv_reads_only_the_listed_columns(make_dataset):
 def test_csv_with_empty_column_list_reads_every_column(make_dataset):
     make_dataset(PEOPLE, "people")
 
-    context, _ = run_step("csv", {"dataset": "people", "columns": []})
+    context, _ = run_step("csv", {}, dataset="people", columns=[])
 
     assert list(context["data"].columns) == ["name", "age", "city"]
 
@@ -68,7 +63,7 @@ def test_csv_with_empty_column_list_reads_every_column(make_dataset):
 def test_csv_limit_reads_the_first_rows(make_dataset):
     make_dataset(PEOPLE, "people")
 
-    context, log = run_step("csv", {"dataset": "people", "limit": 2})
+    context, log = run_step("csv", {}, dataset="people", limit=2)
 
     assert context["data"]["name"].tolist() == ["ann", "bob"]
     assert log[0].startswith("read 2 rows")
@@ -78,18 +73,14 @@ def test_csv_limit_reads_the_first_rows(make_dataset):
 def test_csv_limit_must_be_positive(make_dataset, limit):
     make_dataset(PEOPLE, "people")
 
-    with pytest.raises(ValidationError) as caught:
-        get_step_type("csv").Params.model_validate({"dataset": "people", "limit": limit})
+    errors = rejected("csv", dataset="people", limit=limit)
 
-    assert caught.value.errors()[0]["loc"] == ("limit",)
+    assert errors[0]["loc"] == ("limit",)
 
 
 @pytest.mark.parametrize("reference", ["nobody", 999999, "999999"])
 def test_csv_unknown_dataset_is_rejected_with_its_name(reference):
-    with pytest.raises(ValidationError) as caught:
-        get_step_type("csv").Params.model_validate({"dataset": reference})
-
-    error = caught.value.errors()[0]
+    error = rejected("csv", dataset=reference)[0]
     assert error["loc"] == ("dataset",)
     assert f"dataset {reference!r} does not exist" in error["msg"]
 
@@ -98,7 +89,7 @@ def test_csv_unknown_column_error_names_the_column(make_dataset):
     make_dataset(PEOPLE, "people")
 
     with pytest.raises(ValueError, match=r"^columns: .*salary"):
-        run_step("csv", {"dataset": "people", "columns": ["name", "salary"]})
+        run_step("csv", {}, dataset="people", columns=["name", "salary"])
 
 
 def test_csv_pipeline_run_reports_rows_and_columns(make_dataset, make_pipeline):
@@ -117,7 +108,7 @@ def test_csv_pipeline_run_reports_rows_and_columns(make_dataset, make_pipeline):
     [("iris", 150, 5), ("wine", 178, 14), ("breast_cancer", 569, 31), ("diabetes", 442, 11)],
 )
 def test_sklearn_dataset_loads_with_a_target_column(name, rows, columns):
-    context, log = run_step("sklearn_dataset", {"name": name})
+    context, log = run_step("sklearn_dataset", {}, name=name)
 
     frame = context["data"]
     assert frame.shape == (rows, columns)
@@ -128,9 +119,6 @@ def test_sklearn_dataset_loads_with_a_target_column(name, rows, columns):
 
 @pytest.mark.parametrize("name", ["digits", "IRIS", "", "../iris"])
 def test_sklearn_dataset_rejects_other_names(name):
-    with pytest.raises(ValidationError) as caught:
-        get_step_type("sklearn_dataset").Params.model_validate({"name": name})
-
-    error = caught.value.errors()[0]
+    error = rejected("sklearn_dataset", name=name)[0]
     assert error["loc"] == ("name",)
     assert "'iris', 'wine', 'breast_cancer' or 'diabetes'" in error["msg"]

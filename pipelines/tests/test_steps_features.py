@@ -1,28 +1,19 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-from sklearn import datasets
 
 from experiments import tracking
 from pipelines import runs
 from pipelines.choices import RunStatus
-from pipelines.engine.registry import get_step_type
-from pipelines.validation import params_errors
-
-
-def diabetes():
-    return datasets.load_diabetes(as_frame=True).frame
+from pipelines.tests.helpers import bundled, rejected_texts, run_step
 
 
 def correlate(data, **params):
-    step, log = get_step_type("correlation_report"), []
-    context = step.run({"data": data}, step.Params.model_validate(params), log.append)
-    return context, log
+    return run_step("correlation_report", {"data": data}, **params)
 
 
 def test_correlation_report_lists_the_strongest_pairs_by_absolute_value():
-    context, log = correlate(diabetes(), top=3)
+    context, log = correlate(bundled("diabetes"), top=3)
 
     assert context["_summary"] == {
         "method": "pearson",
@@ -36,7 +27,7 @@ def test_correlation_report_lists_the_strongest_pairs_by_absolute_value():
 
 
 def test_correlation_report_saves_the_matrix_and_leaves_the_data_alone():
-    data = diabetes()
+    data = bundled("diabetes")
 
     context, _ = correlate(data)
 
@@ -63,7 +54,7 @@ def test_spearman_sees_a_monotonic_relation_that_pearson_underrates():
 
 
 def test_correlation_report_uses_listed_columns_and_true_false_ones():
-    data = diabetes().assign(high=lambda frame: frame["target"] > 200)
+    data = bundled("diabetes").assign(high=lambda frame: frame["target"] > 200)
 
     context, _ = correlate(data, columns=["bmi", "high"])
 
@@ -80,7 +71,7 @@ def test_correlation_report_leaves_out_pairs_with_a_constant_column():
 
 
 def test_correlation_report_refuses_text_columns_and_names_them():
-    data = diabetes().assign(group=lambda frame: np.where(frame["sex"] > 0, "a", "b"))
+    data = bundled("diabetes").assign(group=lambda frame: np.where(frame["sex"] > 0, "a", "b"))
 
     with pytest.raises(ValueError, match=r"^columns: column\(s\) \['group'\] are not numeric"):
         correlate(data, columns=["bmi", "group"])
@@ -104,11 +95,7 @@ def test_correlation_report_needs_two_numeric_columns():
     ],
 )
 def test_correlation_report_rejects_bad_parameters(params, error):
-    with pytest.raises(ValidationError):
-        get_step_type("correlation_report").Params.model_validate(params)
-    assert [f"{e.field}: {e.message}" for e in params_errors(2, "correlation_report", params)] == [
-        error
-    ]
+    assert rejected_texts("correlation_report", **params) == [error]
 
 
 @pytest.mark.django_db

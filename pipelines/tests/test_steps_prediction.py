@@ -1,20 +1,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-from sklearn import datasets
 
 from experiments import tracking
 from pipelines import runs
 from pipelines.choices import RunStatus, StepRunStatus
 from pipelines.engine.registry import get_step_type
 from pipelines.steps.prediction import PredictParams
-from pipelines.validation import validate_steps
-
-
-def run_step(slug, context, **params):
-    step, log = get_step_type(slug), []
-    return step.run(dict(context), step.Params.model_validate(params), log.append), log
+from pipelines.tests.helpers import bundled, rejected, run_step, step_errors
 
 
 def trained(data, **params):
@@ -127,10 +120,9 @@ def test_predict_names_missing_feature_columns(classifier, classification_frame)
 
 
 def test_prediction_column_must_not_be_blank():
-    with pytest.raises(ValidationError) as caught:
-        get_step_type("predict").Params.model_validate({"prediction_column": ""})
+    errors = rejected("predict", prediction_column="")
 
-    assert caught.value.errors()[0]["loc"] == ("prediction_column",)
+    assert errors[0]["loc"] == ("prediction_column",)
 
 
 @pytest.mark.django_db
@@ -156,11 +148,6 @@ def test_predict_in_a_pipeline_run_outputs_predictions(make_pipeline):
     step = run.step_runs.get(order=3)
     assert (step.rows_out, step.columns_out) == (442, 12)  # 11 columns + predicted
     assert run.metrics["r2"] > 0.3
-
-
-def step_errors(steps):
-    numbered = [{"order": order, **step} for order, step in enumerate(steps, start=1)]
-    return [str(error) for error in validate_steps(numbered)]
 
 
 @pytest.mark.parametrize(
@@ -202,7 +189,7 @@ def test_predict_needs_a_training_step_only_without_model_uri():
 
 @pytest.mark.django_db
 def test_predict_loads_run_logged_and_registered_models_and_names_missing_ones(make_pipeline):
-    iris = datasets.load_iris(as_frame=True).frame
+    iris = bundled("iris")
     pipeline = make_pipeline(
         [
             {"type": "sklearn_dataset", "params": {"name": "iris"}},

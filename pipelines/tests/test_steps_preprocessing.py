@@ -1,11 +1,10 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from pipelines import runs
 from pipelines.choices import RunStatus
-from pipelines.engine.registry import get_step_type
+from pipelines.tests.helpers import apply, rejected, rows
 
 
 def frame():
@@ -16,23 +15,6 @@ def frame():
             "qty": [1, 2, 1, 5, 3],
         }
     )
-
-
-def apply(slug, data, **params):
-    step, log = get_step_type(slug), []
-    context = step.run({"data": data}, step.Params.model_validate(params), log.append)
-    return context["data"], log
-
-
-def rejected(slug, **params):
-    """The ValidationError that `params` raise for step type `slug`."""
-    with pytest.raises(ValidationError) as caught:
-        get_step_type(slug).Params.model_validate(params)
-    return caught.value
-
-
-def rows(data):
-    return data.astype(object).where(data.notna(), None).values.tolist()
 
 
 # select_columns / drop_columns
@@ -64,9 +46,9 @@ def test_column_steps_name_the_missing_column(slug):
 
 @pytest.mark.parametrize("slug", ["select_columns", "drop_columns"])
 def test_column_steps_need_at_least_one_column(slug):
-    error = rejected(slug, columns=[])
+    errors = rejected(slug, columns=[])
 
-    assert error.errors()[0]["loc"] == ("columns",)
+    assert errors[0]["loc"] == ("columns",)
 
 
 # rename_columns
@@ -92,9 +74,9 @@ def test_rename_columns_refuses_to_create_duplicate_names():
 
 
 def test_rename_columns_rejects_blank_new_names():
-    error = rejected("rename_columns", mapping={"qty": "  "})
+    errors = rejected("rename_columns", mapping={"qty": "  "})
 
-    assert "mapping: new column names must not be blank" in str(error)
+    assert any("mapping: new column names must not be blank" in e["msg"] for e in errors)
 
 
 # drop_na
@@ -178,9 +160,9 @@ def test_fill_na_mean_of_text_column_names_the_column():
 
 
 def test_fill_na_value_strategy_needs_a_value():
-    error = rejected("fill_na", strategy="value")
+    errors = rejected("fill_na", strategy="value")
 
-    assert "value: required when strategy is 'value'" in str(error)
+    assert any("value: required when strategy is 'value'" in e["msg"] for e in errors)
 
 
 def test_fill_na_names_the_missing_column():
@@ -333,16 +315,16 @@ def test_filter_rows_names_the_missing_column():
     ],
 )
 def test_filter_rows_rejects_bad_conditions(condition, message):
-    error = rejected("filter_rows", conditions=[condition])
+    errors = rejected("filter_rows", conditions=[condition])
 
-    assert error.errors()[0]["loc"][:2] == ("conditions", 0)
-    assert message in str(error)
+    assert errors[0]["loc"][:2] == ("conditions", 0)
+    assert any(message in e["msg"] for e in errors)
 
 
 def test_filter_rows_needs_a_condition():
-    error = rejected("filter_rows", conditions=[])
+    errors = rejected("filter_rows", conditions=[])
 
-    assert error.errors()[0]["loc"] == ("conditions",)
+    assert errors[0]["loc"] == ("conditions",)
 
 
 # cast_types
@@ -417,9 +399,9 @@ def test_cast_types_names_the_missing_column():
 
 
 def test_cast_types_rejects_unknown_type_naming_the_column():
-    error = rejected("cast_types", types={"qty": "decimal"})
+    errors = rejected("cast_types", types={"qty": "decimal"})
 
-    assert error.errors()[0]["loc"] == ("types", "qty")
+    assert errors[0]["loc"] == ("types", "qty")
 
 
 # through a pipeline run

@@ -1,32 +1,13 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-from sklearn.datasets import load_breast_cancer
 
 from datasources.models import Dataset
 from datasources.services import read_dataset
 from experiments import tracking
 from pipelines import runs, services
 from pipelines.choices import RunStatus, StepRunStatus
-from pipelines.engine.registry import get_step_type
-from pipelines.validation import validate_steps
-
-
-def run_step(slug, context, **params):
-    step, log = get_step_type(slug), []
-    return step.run(dict(context), step.Params.model_validate(params), log.append), log
-
-
-def rejected(slug, **params):
-    with pytest.raises(ValidationError) as caught:
-        get_step_type(slug).Params.model_validate(params)
-    return [(error["loc"], error["msg"]) for error in caught.value.errors()]
-
-
-def step_errors(steps):
-    numbered = [{"order": order, **step} for order, step in enumerate(steps, start=1)]
-    return [str(error) for error in validate_steps(numbered)]
+from pipelines.tests.helpers import bundled, logged_model, rejected, run_step, step_errors
 
 
 @pytest.fixture
@@ -35,7 +16,7 @@ def frame():
 
 
 def test_model_trained_registered_then_used_by_later_pipelines(make_dataset, make_pipeline):
-    cancer = load_breast_cancer(as_frame=True).frame
+    cancer = bundled("breast_cancer")
     new_rows = cancer.drop(columns="target").tail(40).reset_index(drop=True)
     make_dataset(cancer.head(500), "bc-train")
     make_dataset(new_rows, "bc-new")
@@ -89,7 +70,7 @@ def test_model_trained_registered_then_used_by_later_pipelines(make_dataset, mak
     predicting = scored.step_runs.get(order=2)
     assert predicting.summary["resolved_uri"] == "models:/bc/1"
     assert "predicting with models:/bc@champion (models:/bc/1)" in scored.logs
-    model = tracking.load_model(tracking.get_run(trained.mlflow_run_id)["tags"]["mlops.model_uri"])
+    model = logged_model(trained)
     saved = Dataset.objects.get(name="bc-scored")
     assert (saved.version, saved.row_count, saved.column_count) == (1, 40, 33)
     assert scored.step_runs.get(order=3).summary["dataset"] == "bc-scored v1"
@@ -139,10 +120,10 @@ def test_register_model_needs_a_step_that_trains_a_model():
     ],
 )
 def test_register_model_refuses_names_mlflow_cannot_use(params, field, message):
-    [(loc, text)] = rejected("register_model", **params)
+    [error] = rejected("register_model", **params)
 
-    assert loc == (field,)
-    assert message in text
+    assert error["loc"] == (field,)
+    assert message in error["msg"]
 
 
 @pytest.mark.django_db
@@ -220,7 +201,7 @@ def test_save_dataset_of_predictions_needs_a_predict_step():
     ],
 )
 def test_save_dataset_params_are_checked(params, field, message):
-    [(loc, text)] = rejected("save_dataset", **params)
+    [error] = rejected("save_dataset", **params)
 
-    assert loc == (field,)
-    assert message in text
+    assert error["loc"] == (field,)
+    assert message in error["msg"]

@@ -1,15 +1,11 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
 
 from experiments import tracking
 from pipelines import runs
 from pipelines.choices import RunStatus
-from pipelines.engine.cache import StepCache
-from pipelines.engine.registry import get_step_type
-from pipelines.engine.runner import plan_steps
-from pipelines.validation import validate_steps
+from pipelines.tests.helpers import logged_model, rejected, run_step, step_errors, step_output
 
 HORIZONS = {"1h": 1, "6h": 6, "1d": 24}
 FEATURE_STEPS = [
@@ -31,17 +27,6 @@ FEATURE_STEPS = [
         "params": {"column": "load", "timestamp": "time", "horizons": list(HORIZONS)},
     },
 ]
-
-
-def run_step(slug, context, **params):
-    step, log = get_step_type(slug), []
-    return step.run(dict(context), step.Params.model_validate(params), log.append), log
-
-
-def rejected(slug, **params):
-    with pytest.raises(ValidationError) as caught:
-        get_step_type(slug).Params.model_validate(params)
-    return caught.value.errors()
 
 
 def times(count, start="2024-01-01", freq="h"):
@@ -268,19 +253,13 @@ def test_forecasting_pipeline_on_an_hourly_series(make_dataset, make_pipeline, h
     assert training.summary["forecast_rows"] == training.rows_out == 24
     assert training.summary["artifacts"] == ["step_5/forecast.csv"]
     forecast = pd.read_csv(tracking.download_artifact(run.mlflow_run_id, "step_5/forecast.csv"))
-    model = tracking.load_model(mlflow_run["tags"]["mlops.model_uri"])
+    model = logged_model(run)
     predictions = step_output(run, 6)["predictions"]
     forecast_columns = ["load_forecast_1h", "load_forecast_6h", "load_forecast_1d"]
     assert list(predictions.columns[-3:]) == forecast_columns
     features = predictions[list(model.feature_names_in_)]
     assert np.allclose(model.predict(features), predictions[forecast_columns])
     assert np.allclose(forecast[forecast_columns], predictions[forecast_columns].tail(24))
-
-
-def step_output(run, order):
-    """The context a step of a finished run left, as cached for later runs."""
-    fingerprint = next(s.fingerprint for s in plan_steps(run.definition) if s.order == order)
-    return StepCache(run.pipeline_id).load(order, fingerprint)
 
 
 @pytest.mark.parametrize(
@@ -355,7 +334,7 @@ def test_invalid_parameters_name_the_step_and_field():
         {"type": "forecast_targets", "params": {"column": "x", "timestamp": "t", "horizons": []}},
     ]
 
-    errors = [str(e) for e in validate_steps([{"order": i, **s} for i, s in enumerate(steps, 1)])]
+    errors = step_errors(steps)
 
     assert "step 2, params.window: '1 day' is not a time span such as 30min, 6h, 1d or 2w" in errors
     assert (

@@ -3,8 +3,6 @@ import json
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-from sklearn import datasets
 from sklearn.metrics import r2_score
 from sklearn.pipeline import Pipeline
 from sklearn.preprocessing import FunctionTransformer
@@ -14,6 +12,7 @@ from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import get_step_type
 from pipelines.steps.estimators import ESTIMATORS
+from pipelines.tests.helpers import bundled, rejected, run_step
 from pipelines.validation import validate_steps
 
 CLASSIFICATION_KEYS = {"accuracy", "precision", "recall", "f1", "roc_auc"}
@@ -54,20 +53,8 @@ REGRESSORS = {
 }
 
 
-def bundled(name):
-    return getattr(datasets, f"load_{name}")(as_frame=True).frame
-
-
 def train(data, **params):
-    step, log = get_step_type("train_sklearn"), []
-    context = step.run({"data": data}, step.Params.model_validate(params), log.append)
-    return context, log
-
-
-def rejected(**params):
-    with pytest.raises(ValidationError) as caught:
-        get_step_type("train_sklearn").Params.model_validate(params)
-    return caught.value.errors()
+    return run_step("train_sklearn", {"data": data}, **params)
 
 
 def run_training(make_pipeline, dataset, params, predict=True):
@@ -524,6 +511,7 @@ def test_threshold_rules_on_a_column_that_is_not_a_feature_names_the_rule():
 
 def test_unknown_hyperparameter_is_rejected_by_name():
     errors = rejected(
+        "train_sklearn",
         task="classification",
         estimator="random_forest",
         target="label",
@@ -537,6 +525,7 @@ def test_unknown_hyperparameter_is_rejected_by_name():
 @pytest.mark.parametrize("value", [0, "many", 2.5])
 def test_bad_hyperparameter_value_is_rejected_by_name(value):
     errors = rejected(
+        "train_sklearn",
         task="regression",
         estimator="gradient_boosting",
         target="y",
@@ -602,7 +591,13 @@ def test_bad_hyperparameter_of_each_family_names_the_step_and_field(
 def test_unknown_hyperparameter_of_each_family_is_named():
     for task in ("classification", "regression"):
         for estimator in ESTIMATORS[task]:
-            errors = rejected(task=task, estimator=estimator, target="y", hyperparams={"speed": 1})
+            errors = rejected(
+                "train_sklearn",
+                task=task,
+                estimator=estimator,
+                target="y",
+                hyperparams={"speed": 1},
+            )
             assert errors[0]["loc"] == ("hyperparams",)
             assert "'speed' is not a hyperparameter of" in errors[0]["msg"]
 
@@ -616,7 +611,7 @@ def test_unknown_hyperparameter_of_each_family_is_named():
     ],
 )
 def test_unknown_estimator_for_task_is_rejected(task, estimator, known):
-    errors = rejected(task=task, estimator=estimator, target="y")
+    errors = rejected("train_sklearn", task=task, estimator=estimator, target="y")
 
     assert errors[0]["loc"] == ("estimator",)
     assert f"unknown estimator {estimator!r} for {task}" in errors[0]["msg"]
@@ -625,7 +620,13 @@ def test_unknown_estimator_for_task_is_rejected(task, estimator, known):
 
 @pytest.mark.parametrize("test_size", [0, 1, 1.5])
 def test_test_size_must_be_between_zero_and_one(test_size):
-    errors = rejected(task="regression", estimator="random_forest", target="y", test_size=test_size)
+    errors = rejected(
+        "train_sklearn",
+        task="regression",
+        estimator="random_forest",
+        target="y",
+        test_size=test_size,
+    )
 
     assert [error["loc"] for error in errors] == [("test_size",)]
 
@@ -635,7 +636,9 @@ def test_test_size_must_be_between_zero_and_one(test_size):
     [(1, "use 0 for no cross-validation, or at least 2 folds"), (-2, "greater than or equal to 0")],
 )
 def test_cv_folds_must_be_zero_or_at_least_two(cv_folds, message):
-    errors = rejected(task="regression", estimator="ridge", target="y", cv_folds=cv_folds)
+    errors = rejected(
+        "train_sklearn", task="regression", estimator="ridge", target="y", cv_folds=cv_folds
+    )
 
     assert [error["loc"] for error in errors] == [("cv_folds",)]
     assert message in errors[0]["msg"]

@@ -1,8 +1,6 @@
 import numpy as np
 import pandas as pd
 import pytest
-from pydantic import ValidationError
-from sklearn import datasets
 from sklearn.base import is_clusterer, is_outlier_detector
 from sklearn.metrics import adjusted_rand_score
 from sklearn.neighbors import LocalOutlierFactor
@@ -10,11 +8,15 @@ from sklearn.neighbors import LocalOutlierFactor
 from experiments import tracking
 from pipelines import runs
 from pipelines.choices import RunStatus
-from pipelines.engine.cache import StepCache
-from pipelines.engine.registry import get_step_type
-from pipelines.engine.runner import plan_steps
 from pipelines.steps.estimators import ESTIMATORS
-from pipelines.validation import validate_steps
+from pipelines.tests.helpers import (
+    bundled,
+    logged_model,
+    rejected,
+    run_step,
+    step_errors,
+    step_output,
+)
 
 # Hyperparameters that find iris's species (DBSCAN only separates setosa from the rest).
 CLUSTERING = {
@@ -30,32 +32,6 @@ ANOMALY_DETECTION = {
     "one_class_svm": {"nu": 0.05, "gamma": 0.02},
     "local_outlier_factor": {"contamination": 0.05},
 }
-
-
-def bundled(name):
-    return getattr(datasets, f"load_{name}")(as_frame=True).frame
-
-
-def run_step(slug, data, **params):
-    step, log = get_step_type(slug), []
-    return step.run({"data": data}, step.Params.model_validate(params), log.append), log
-
-
-def rejected(slug, **params):
-    with pytest.raises(ValidationError) as caught:
-        get_step_type(slug).Params.model_validate(params)
-    return caught.value.errors()
-
-
-def step_output(run, order):
-    """The context a step of a finished run left, as cached for later runs."""
-    fingerprint = next(s.fingerprint for s in plan_steps(run.definition) if s.order == order)
-    return StepCache(run.pipeline_id).load(order, fingerprint)
-
-
-def logged_model(run):
-    uri = tracking.get_run(run.mlflow_run_id)["tags"]["mlops.model_uri"]
-    return tracking.load_model(uri)
 
 
 @pytest.fixture(scope="module")
@@ -76,7 +52,7 @@ def test_every_clusterer_finds_the_iris_species(estimator):
     hyperparams, clusters = CLUSTERING[estimator]
 
     context, log = run_step(
-        "cluster", iris, estimator=estimator, exclude=["target"], hyperparams=hyperparams
+        "cluster", {"data": iris}, estimator=estimator, exclude=["target"], hyperparams=hyperparams
     )
 
     metrics, labels, model = context["metrics"], context["data"]["cluster"], context["model"]
@@ -99,7 +75,7 @@ def test_dbscan_reports_noise_and_leaves_it_out_of_the_clusters():
     iris = bundled("iris")
 
     context, _ = run_step(
-        "cluster", iris, estimator="dbscan", exclude=["target"], hyperparams={"eps": 0.5}
+        "cluster", {"data": iris}, estimator="dbscan", exclude=["target"], hyperparams={"eps": 0.5}
     )
 
     labels = context["data"]["cluster"]
@@ -114,7 +90,7 @@ def test_clustering_without_two_clusters_reports_only_the_count():
     iris = bundled("iris")
 
     context, _ = run_step(
-        "cluster", iris, estimator="dbscan", exclude=["target"], hyperparams={"eps": 10}
+        "cluster", {"data": iris}, estimator="dbscan", exclude=["target"], hyperparams={"eps": 10}
     )
 
     assert context["metrics"] == {"n_clusters": 1.0, "noise_share": 0.0}
@@ -124,7 +100,7 @@ def test_agglomerative_labels_new_rows_by_the_nearest_centroid():
     iris = bundled("iris")
     context, _ = run_step(
         "cluster",
-        iris,
+        {"data": iris},
         estimator="agglomerative",
         features=["petal length (cm)", "petal width (cm)"],
         hyperparams={"n_clusters": 3},
@@ -139,7 +115,7 @@ def test_agglomerative_labels_new_rows_by_the_nearest_centroid():
 def test_every_detector_finds_planted_anomalies(planted, estimator):
     context, log = run_step(
         "detect_anomalies",
-        planted,
+        {"data": planted},
         estimator=estimator,
         label_column="planted",
         hyperparams=ANOMALY_DETECTION[estimator],
@@ -161,7 +137,7 @@ def test_every_detector_finds_planted_anomalies(planted, estimator):
 
 def test_local_outlier_factor_flags_training_rows_as_sklearn_does(planted):
     context, _ = run_step(
-        "detect_anomalies", planted, estimator="local_outlier_factor", exclude=["planted"]
+        "detect_anomalies", {"data": planted}, estimator="local_outlier_factor", exclude=["planted"]
     )
 
     prepared = context["model"]["prepare"].transform(planted[["a", "b", "c"]])
@@ -171,7 +147,7 @@ def test_local_outlier_factor_flags_training_rows_as_sklearn_does(planted):
 
 def test_anomaly_detection_without_labels_reports_the_rate(planted):
     context, _ = run_step(
-        "detect_anomalies", planted, estimator="isolation_forest", exclude=["planted"]
+        "detect_anomalies", {"data": planted}, estimator="isolation_forest", exclude=["planted"]
     )
 
     assert set(context["metrics"]) == {"anomaly_rate"}
@@ -183,7 +159,7 @@ def test_anomaly_labels_may_be_booleans_with_gaps(planted):
 
     context, _ = run_step(
         "detect_anomalies",
-        labelled,
+        {"data": labelled},
         estimator="isolation_forest",
         label_column="planted",
         hyperparams={"contamination": 0.05},
@@ -195,7 +171,7 @@ def test_anomaly_labels_may_be_booleans_with_gaps(planted):
 def test_pca_on_wine_explains_most_variance_in_few_components():
     wine = bundled("wine")
 
-    context, log = run_step("reduce_dimensions", wine, n_components=3, exclude=["target"])
+    context, log = run_step("reduce_dimensions", {"data": wine}, n_components=3, exclude=["target"])
 
     metrics = context["metrics"]
     ratios = [metrics[f"explained_variance_ratio_pca{i}"] for i in range(3)]
@@ -213,7 +189,7 @@ def test_pca_with_a_variance_share_keeps_enough_components_and_can_replace_featu
     wine = bundled("wine")
 
     context, _ = run_step(
-        "reduce_dimensions", wine, n_components=0.8, exclude=["target"], mode="replace"
+        "reduce_dimensions", {"data": wine}, n_components=0.8, exclude=["target"], mode="replace"
     )
 
     assert context["metrics"]["explained_variance_ratio_total"] >= 0.8
@@ -386,7 +362,7 @@ def test_invalid_parameters_name_the_step_and_field():
         {"type": "reduce_dimensions", "params": {"n_components": 1.5, "mode": "swap"}},
     ]
 
-    errors = [str(e) for e in validate_steps([{"order": i, **s} for i, s in enumerate(steps, 1)])]
+    errors = step_errors(steps)
 
     assert errors == [
         "step 2, params.hyperparams: 'k' is not a hyperparameter of KMeans",
@@ -421,19 +397,21 @@ def test_data_errors_name_the_field(slug, params, message):
     estimator = {"cluster": "k_means", "detect_anomalies": "isolation_forest"}.get(slug, "pca")
 
     with pytest.raises(ValueError, match=message):
-        run_step(slug, iris, estimator=estimator, **params)
+        run_step(slug, {"data": iris}, estimator=estimator, **params)
 
 
 def test_excluding_every_column_leaves_nothing_to_learn_from():
     iris = bundled("iris")[["sepal length (cm)", "target"]]
 
     with pytest.raises(ValueError, match=r"^features: every column is excluded"):
-        run_step("cluster", iris, estimator="k_means", exclude=["sepal length (cm)", "target"])
+        run_step(
+            "cluster", {"data": iris}, estimator="k_means", exclude=["sepal length (cm)", "target"]
+        )
 
 
 def test_reduce_dimensions_refuses_to_overwrite_component_columns():
     wine = bundled("wine")
-    once, _ = run_step("reduce_dimensions", wine, exclude=["target"])
+    once, _ = run_step("reduce_dimensions", {"data": wine}, exclude=["target"])
 
     with pytest.raises(ValueError, match=r"^mode: the data already has a column 'pca0'"):
-        run_step("reduce_dimensions", once["data"], features=list(wine.columns[:13]))
+        run_step("reduce_dimensions", {"data": once["data"]}, features=list(wine.columns[:13]))
