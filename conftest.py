@@ -69,6 +69,16 @@ def make_pipeline(db):
     return make
 
 
+@pytest.fixture
+def silent_port():
+    """A local port that accepts connections and never answers, like a stalled server."""
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    listener.listen(8)
+    yield listener.getsockname()[1]
+    listener.close()
+
+
 def require_service(name: str, host: str, port: int) -> None:
     """Skip when a service is not listening, or fail under MLOPS_REQUIRE_SERVICES=1."""
     try:

@@ -334,6 +334,13 @@ def test_closed_port_message(database):
     assert secret not in str(info.value)
 
 
+def test_silent_server_times_out_with_a_clear_message(silent_port):
+    started = time.monotonic()
+    with pytest.raises(ConnectorError, match=f"127.0.0.1:{silent_port}: timed out after 1 s"):
+        make("any", port=silent_port, options={"connect_timeout": 1}).test()
+    assert time.monotonic() - started < 10
+
+
 def test_unknown_database_message():
     require_service("MariaDB", HOST, PORT)
     with pytest.raises(ConnectorError, match="database 'mlops_no_such_db' does not exist"):

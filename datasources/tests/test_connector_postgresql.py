@@ -1,5 +1,6 @@
 """PostgreSQLConnector against a real PostgreSQL at 127.0.0.1:5432 (postgres, trust)."""
 
+import time
 import uuid
 
 import numpy as np
@@ -208,6 +209,13 @@ def test_closed_port_message(database):
     with pytest.raises(ConnectorError, match="cannot connect to 127.0.0.1:1") as info:
         make(database, port=1, secret=secret, options={"connect_timeout": 2}).test()
     assert secret not in str(info.value)
+
+
+def test_silent_server_times_out_with_a_clear_message(silent_port):
+    started = time.monotonic()
+    with pytest.raises(ConnectorError, match=f"127.0.0.1:{silent_port}: timed out after 1 s"):
+        make("any", port=silent_port, options={"connect_timeout": 1}).test()
+    assert time.monotonic() - started < 10
 
 
 def test_unknown_database_message():
