@@ -418,9 +418,14 @@ def test_fire_now_adds_a_tick_outside_the_rule(classifier_pipeline):
 def test_the_worker_task_counts_the_ticks(classifier_pipeline):
     from pipelines import tasks
 
-    make_schedule(classifier_pipeline, timezone.now() - timedelta(seconds=30))
+    schedule = make_schedule(classifier_pipeline, timezone.now() - timedelta(seconds=30))
+    ticks_before = ScheduleTick.objects.count()
 
-    assert tasks.fire_schedules() == 1
+    fired = tasks.fire_schedules()
+
+    # The count is of every tick the call recorded; this schedule's is one of them.
+    assert fired == ScheduleTick.objects.count() - ticks_before
+    assert ScheduleTick.objects.filter(schedule=schedule).count() == 1
 
 
 # -- commands --------------------------------------------------------------------------
