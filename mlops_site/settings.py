@@ -42,6 +42,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "rest_framework",
+    "rest_framework.authtoken",
+    "drf_spectacular",
+    "drf_spectacular_sidecar",
     "django_q",
     "pipelines",
     "experiments",
@@ -131,6 +134,8 @@ MLFLOW_ARTIFACT_ROOT = env_path("MLFLOW_ARTIFACT_ROOT", BASE_DIR / "mlruns" / "a
 MLOPS_RUN_TIMEOUT = env_int("MLOPS_RUN_TIMEOUT", 3600, minimum=1)
 MLOPS_HEARTBEAT_SECONDS = env_int("MLOPS_HEARTBEAT_SECONDS", 10, minimum=1)
 MLOPS_HEARTBEAT_TIMEOUT = env_int("MLOPS_HEARTBEAT_TIMEOUT", 60, minimum=2)
+# A run handed to the queue but not claimed for this long is enqueued again.
+MLOPS_REDISPATCH_SECONDS = env_int("MLOPS_REDISPATCH_SECONDS", 900, minimum=60)
 MLOPS_CANCEL_GRACE_SECONDS = env_int("MLOPS_CANCEL_GRACE_SECONDS", 30, minimum=0)
 if MLOPS_HEARTBEAT_TIMEOUT <= MLOPS_HEARTBEAT_SECONDS:
     raise ImproperlyConfigured(
@@ -174,10 +179,30 @@ else:
     raise ImproperlyConfigured(f"Q_BROKER must be 'orm' or a redis:// URL, got {Q_BROKER!r}")
 
 REST_FRAMEWORK = {
+    # Token first: its WWW-Authenticate header is what turns a missing login into a 401.
     "DEFAULT_AUTHENTICATION_CLASSES": [
+        "rest_framework.authentication.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "MLOps platform API",
+    "DESCRIPTION": "Trigger pipeline runs and follow them.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
+    # Swagger UI is served from this site's static files: /api/docs/ works offline.
+    "SWAGGER_UI_DIST": "SIDECAR",
+    "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
+    # Runs and step runs both have a `status` field with different choices.
+    "ENUM_NAME_OVERRIDES": {
+        "RunStatusEnum": "pipelines.choices.RunStatus",
+        "StepRunStatusEnum": "pipelines.choices.StepRunStatus",
+    },
 }
 
 LOGGING = {

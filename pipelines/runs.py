@@ -141,6 +141,7 @@ def reap_lost_runs(now=None) -> list[int]:
             close_interrupted(run, "worker lost")
             reaped.append(run.pk)
     _requeue_orphaned_retries(cutoff)
+    _redispatch_unclaimed(now)
     for pipeline_id in set(PipelineRun.objects.waiting().values_list("pipeline_id", flat=True)):
         dispatch_waiting(pipeline_id)
     return reaped
@@ -155,6 +156,21 @@ def _requeue_orphaned_retries(cutoff) -> None:
     for run_pk in orphaned.values_list("pk", flat=True):
         PipelineRun.objects.filter(pk=run_pk).update(heartbeat_at=None)
         enqueue(run_pk)
+
+
+def _redispatch_unclaimed(now) -> None:
+    """Enqueue again the runs handed to the queue long ago that no worker claimed.
+
+    A broker can lose a task (a Redis worker that died after popping it); the run would
+    hold its pipeline's slot for ever. A duplicate task is harmless: only one claims.
+    """
+    cutoff = now - timedelta(seconds=settings.MLOPS_REDISPATCH_SECONDS)
+    stale = PipelineRun.objects.filter(
+        status=RunStatus.QUEUED, dispatched_at__lt=cutoff, heartbeat_at__isnull=True
+    )
+    for run_pk in stale.values_list("pk", flat=True):
+        if PipelineRun.objects.filter(pk=run_pk, status=RunStatus.QUEUED).update(dispatched_at=now):
+            enqueue(run_pk)
 
 
 def close_interrupted(run: PipelineRun, reason: str) -> None:

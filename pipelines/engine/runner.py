@@ -1,6 +1,7 @@
 """PipelineEngine: runs a run's frozen steps in order over a shared context."""
 
 import traceback
+import warnings
 from dataclasses import dataclass
 
 from django.utils import timezone
@@ -11,6 +12,9 @@ from pipelines.engine.cache import CacheRefused, Fingerprint, StepCache
 from pipelines.engine.context import frame_shape, output_key
 from pipelines.engine.registry import Context, StepType, get_step_type
 from pipelines.models import PipelineRun, StepRun
+
+# Distinct warnings of one step shown in its summary and the run's log.
+MAX_WARNINGS = 5
 
 
 @dataclass
@@ -153,9 +157,12 @@ class PipelineEngine:
         self.run.append_log(f"Running {step.label}.")
         inputs = context.get("data")
         try:
-            context = step.step_type.run(dict(context), step.params, self._step_log(step))
+            with warnings.catch_warnings(record=True) as caught:
+                warnings.simplefilter("always")
+                context = step.step_type.run(dict(context), step.params, self._step_log(step))
             rows_out, columns_out = frame_shape(context, output_key(step.step_type.produces))
             summary = {"rows": rows_out, "columns": columns_out, **context.pop("_summary", {})}
+            self._report_warnings(step, caught, summary)
             self._track_outputs(step, context, inputs, summary, tracked)
             self.cache.save(step.order, context, step.fingerprint, summary)
         except Exception as exc:
@@ -171,6 +178,18 @@ class PipelineEngine:
         step_run.save()
         self.run.append_log(f"Finished {step.label}: {_format_shape(rows_out, columns_out)}.")
         return context
+
+    def _report_warnings(self, step: PlannedStep, caught: list, summary: dict) -> None:
+        """Show the warnings a step raised (a model that did not converge, dates parsed
+        one by one...) in the run's log and the step's summary, not on a worker's stderr."""
+        messages = list(dict.fromkeys(str(warning.message) for warning in caught))
+        if not messages:
+            return
+        summary["warnings"] = messages[:MAX_WARNINGS]
+        for message in summary["warnings"]:
+            self.run.append_log(f"{step.label}: warning: {message}")
+        if len(messages) > MAX_WARNINGS:
+            self.run.append_log(f"{step.label}: {len(messages) - MAX_WARNINGS} more warning(s).")
 
     def _step_log(self, step: PlannedStep):
         def log(message: str) -> None:

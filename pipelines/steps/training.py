@@ -7,6 +7,7 @@ after a hyperparameter search, and describes it with artifacts (feature importan
 confusion matrix or residuals) built from that same fit and held-out predictions.
 """
 
+import math
 from typing import Any, Literal
 
 import numpy as np
@@ -43,6 +44,9 @@ RESIDUAL_QUANTILES = (0.05, 0.25, 0.5, 0.75, 0.95)
 TOP_FEATURES = 10
 
 
+MAX_SEARCH_CANDIDATES = 200
+
+
 class SearchParams(StepParams):
     """A hyperparameter search: which candidates to try and how to compare them."""
 
@@ -53,7 +57,10 @@ class SearchParams(StepParams):
         min_length=1, description='Values to try per hyperparameter, e.g. {"max_depth": [3, 6]}.'
     )
     trials: int = Field(
-        10, ge=1, description="Combinations a random search tries (all, if the grid has fewer)."
+        10,
+        ge=1,
+        le=MAX_SEARCH_CANDIDATES,
+        description="Combinations a random search tries (all, if the grid has fewer).",
     )
     metric: str | None = Field(
         None,
@@ -68,6 +75,17 @@ class SearchParams(StepParams):
         if empty:
             raise ValueError(f"give at least one value to try for {empty}")
         return grid
+
+    @model_validator(mode="after")
+    def search_is_bounded(self):
+        # Each candidate is fitted once per fold and logged as an MLflow run.
+        combinations = math.prod(len(values) for values in self.grid.values())
+        if self.kind == "grid" and combinations > MAX_SEARCH_CANDIDATES:
+            raise ValueError(
+                f"grid: {combinations} combinations; a grid search tries at most "
+                f"{MAX_SEARCH_CANDIDATES} (use kind random with trials)"
+            )
+        return self
 
 
 class TrainParams(StepParams):

@@ -69,6 +69,30 @@ def test_params_naming_columns_mlflow_refuses_in_keys_are_tracked(make_pipeline,
     assert mapping == {"energy (kwh)": "e", "x<y": "x"}
 
 
+def test_warnings_of_a_step_are_shown_in_the_log_and_its_summary(make_pipeline):
+    pipeline = make_pipeline(
+        [
+            {"type": "sklearn_dataset", "params": {"name": "iris"}},
+            {
+                "type": "train_sklearn",
+                "params": {
+                    "task": "classification",
+                    "estimator": "mlp",
+                    "target": "target",
+                    "hyperparams": {"max_iter": 3},
+                },
+            },
+        ]
+    )
+
+    run = run_now(pipeline)
+
+    assert run.status == RunStatus.SUCCEEDED, run.error_message
+    [warning] = run.step_runs.get(order=2).summary["warnings"]
+    assert "Maximum iterations (3) reached and the optimization hasn't converged" in warning
+    assert f"step 2 (train_sklearn): warning: {warning}" in run.logs
+
+
 def test_run_freezes_the_definition_it_ran(classifier_pipeline):
     run = run_now(classifier_pipeline)
     PipelineStep.objects.filter(pipeline=classifier_pipeline, order=3).update(

@@ -194,6 +194,29 @@ def test_reaper_fails_run_that_never_sent_a_heartbeat(make_pipeline):
     assert runs.reap_lost_runs() == [run.pk]
 
 
+def test_reaper_enqueues_again_a_run_no_worker_claimed(make_pipeline, settings):
+    from django_q.models import OrmQ
+
+    settings.MLOPS_REDISPATCH_SECONDS = 600
+    pipeline = sleep_pipeline(make_pipeline, max_active_runs=2)
+    lost = runs.start_run(pipeline)
+    runs.start_run(pipeline)  # handed to the queue just now: left alone
+    PipelineRun.objects.filter(pk=lost.pk).update(
+        dispatched_at=timezone.now() - timedelta(minutes=11)
+    )
+    OrmQ.objects.all().delete()  # the broker lost the tasks
+
+    runs.reap_lost_runs()
+
+    [task] = OrmQ.objects.all()
+    assert task.task["args"] == (lost.pk,)
+    lost.refresh_from_db()
+    assert lost.status == RunStatus.QUEUED
+    assert timezone.now() - lost.dispatched_at < timedelta(minutes=1)
+    assert runs.execute_run(lost.pk, isolated=False).status == RunStatus.SUCCEEDED
+    assert runs.execute_run(lost.pk, isolated=False) is None  # a duplicate task does nothing
+
+
 def test_reaper_leaves_live_runs_alone(make_pipeline):
     run = runs.start_run(sleep_pipeline(make_pipeline))
     run.claim()

@@ -663,6 +663,16 @@ def test_cv_folds_must_be_zero_or_at_least_two(cv_folds, message):
         ({"grid": {"max_depth": [3]}, "kind": "exhaustive"}, "params.search.kind", "'grid' or"),
         ({"grid": {"max_depth": [3]}, "folds": 1}, "params.search.folds", "greater than or"),
         ({"grid": {"max_depth": [3]}, "size": 2}, "params.search.size", "is not a parameter"),
+        (
+            {"grid": {"max_depth": list(range(1, 16)), "min_samples_leaf": list(range(1, 16))}},
+            "params.search",
+            "grid: 225 combinations; a grid search tries at most 200",
+        ),
+        (
+            {"grid": {"max_depth": [3]}, "kind": "random", "trials": 500},
+            "params.search.trials",
+            "less than or equal to 200",
+        ),
     ],
 )
 def test_bad_search_is_an_error_naming_its_field(search, field, message):

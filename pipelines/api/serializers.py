@@ -1,0 +1,128 @@
+"""What the API shows of pipelines and runs. Read-only except the run trigger's options."""
+
+from rest_framework import serializers
+
+from pipelines.choices import RunStatus
+from pipelines.models import Pipeline, PipelineRun, PipelineStep, StepRun
+
+
+class StepSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="step_type")
+
+    class Meta:
+        model = PipelineStep
+        fields = ["order", "type", "name", "params", "enabled"]
+
+
+class PipelineSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(
+        view_name="pipelines-api:pipeline-detail", lookup_url_kwarg="reference"
+    )
+    experiment = serializers.CharField(source="experiment_name", read_only=True)
+    # Annotated by the view, so a page of pipelines is one query.
+    step_count = serializers.IntegerField(read_only=True)
+    last_run_status = serializers.ChoiceField(
+        choices=RunStatus.choices, read_only=True, allow_null=True
+    )
+
+    class Meta:
+        model = Pipeline
+        fields = ["id", "url", "name", "description", "experiment", "step_count", "last_run_status"]
+
+
+class PipelineDetailSerializer(PipelineSerializer):
+    steps = StepSerializer(many=True, read_only=True)
+
+    class Meta(PipelineSerializer.Meta):
+        fields = [*PipelineSerializer.Meta.fields, "max_active_runs", "concurrency_policy", "steps"]
+
+
+class RunTriggerSerializer(serializers.Serializer):
+    from_step = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        allow_null=True,
+        help_text="Order of the step to start from, reusing the fresh cached steps before it.",
+    )
+
+
+class RunFilterSerializer(serializers.Serializer):
+    pipeline = serializers.CharField(required=False, help_text="Pipeline name or id.")
+    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
+
+
+class StepRunSerializer(serializers.ModelSerializer):
+    type = serializers.CharField(source="step_type")
+
+    class Meta:
+        model = StepRun
+        fields = [
+            "order",
+            "type",
+            "name",
+            "status",
+            "started_at",
+            "finished_at",
+            "rows_in",
+            "columns_in",
+            "rows_out",
+            "columns_out",
+            "summary",
+        ]
+
+
+class RunSerializer(serializers.ModelSerializer):
+    url = serializers.HyperlinkedIdentityField(view_name="pipelines-api:run-detail")
+    pipeline = serializers.SlugRelatedField(slug_field="name", read_only=True)
+    started_by = serializers.SlugRelatedField(slug_field="username", read_only=True)
+
+    class Meta:
+        model = PipelineRun
+        fields = [
+            "id",
+            "url",
+            "pipeline",
+            "status",
+            "trigger",
+            "started_by",
+            "start_step",
+            "attempt",
+            "created_at",
+            "started_at",
+            "finished_at",
+        ]
+
+
+class RunDetailSerializer(RunSerializer):
+    step_runs = StepRunSerializer(many=True, read_only=True)
+
+    class Meta(RunSerializer.Meta):
+        fields = [
+            *RunSerializer.Meta.fields,
+            "cancel_requested",
+            "error_message",
+            "metrics",
+            "mlflow_run_id",
+            "step_runs",
+        ]
+
+
+class StaffRunDetailSerializer(RunDetailSerializer):
+    """Tracebacks show the server's code and paths, so only staff see them."""
+
+    class Meta(RunDetailSerializer.Meta):
+        fields = [*RunDetailSerializer.Meta.fields, "error_traceback"]
+
+
+class ProblemSerializer(serializers.Serializer):
+    detail = serializers.CharField()
+
+
+class StepErrorSerializer(serializers.Serializer):
+    step = serializers.IntegerField(allow_null=True, help_text="Order of the step, if any.")
+    field = serializers.CharField()
+    message = serializers.CharField()
+
+
+class PipelineInvalidSerializer(ProblemSerializer):
+    errors = StepErrorSerializer(many=True)

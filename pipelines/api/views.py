@@ -1,0 +1,179 @@
+"""The integration API: list pipelines, trigger runs and follow them.
+
+Runs start and stop through `pipelines.runs`, the same functions every other trigger uses.
+"""
+
+from django.db.models import Count, OuterRef, Subquery
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import (
+    OpenApiParameter,
+    OpenApiResponse,
+    extend_schema,
+    extend_schema_view,
+)
+from rest_framework import status, viewsets
+from rest_framework.decorators import action
+from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.permissions import BasePermission, IsAuthenticated
+from rest_framework.response import Response
+
+from pipelines.api.serializers import (
+    PipelineDetailSerializer,
+    PipelineInvalidSerializer,
+    PipelineSerializer,
+    ProblemSerializer,
+    RunDetailSerializer,
+    RunFilterSerializer,
+    RunSerializer,
+    RunTriggerSerializer,
+    StaffRunDetailSerializer,
+)
+from pipelines.choices import RunTrigger
+from pipelines.models import Pipeline, PipelineRun
+from pipelines.runs import PipelineBusy, cancel_run, start_run
+from pipelines.validation import PipelineInvalid
+
+
+class Conflict(APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class CanStartRuns(BasePermission):
+    message = "Starting a run needs the pipelines.add_pipelinerun permission."
+
+    def has_permission(self, request, view):
+        return request.user.has_perm("pipelines.add_pipelinerun")
+
+
+class CanCancelRuns(BasePermission):
+    message = "Cancelling a run needs the pipelines.change_pipelinerun permission."
+
+    def has_permission(self, request, view):
+        return request.user.has_perm("pipelines.change_pipelinerun")
+
+
+REFERENCE = OpenApiParameter(
+    "reference", OpenApiTypes.STR, OpenApiParameter.PATH, description="Pipeline name or id."
+)
+
+
+@extend_schema_view(retrieve=extend_schema(parameters=[REFERENCE]))
+class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
+    serializer_class = PipelineSerializer
+    lookup_url_kwarg = "reference"
+    lookup_value_regex = "[^/]+"
+
+    def get_queryset(self):
+        latest_run = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by(
+            "-created_at", "-pk"
+        )
+        pipelines = Pipeline.objects.annotate(
+            step_count=Count("steps"), last_run_status=Subquery(latest_run.values("status")[:1])
+        ).order_by("name")  # Meta.ordering does not apply to a GROUP BY query.
+        return pipelines.prefetch_related("steps") if self.action == "retrieve" else pipelines
+
+    def get_serializer_class(self):
+        if self.action == "retrieve":
+            return PipelineDetailSerializer
+        return super().get_serializer_class()  # the trigger action declares its own
+
+    def get_object(self):
+        try:
+            pipeline = self.get_queryset().get_by_reference(self.kwargs["reference"])
+        except Pipeline.DoesNotExist as exc:
+            raise NotFound(str(exc)) from None
+        self.check_object_permissions(self.request, pipeline)
+        return pipeline
+
+    @extend_schema(
+        parameters=[REFERENCE],
+        request=RunTriggerSerializer,
+        responses={
+            202: OpenApiResponse(RunSerializer, "Queued for a worker."),
+            400: OpenApiResponse(
+                PipelineInvalidSerializer, "The pipeline is invalid or from_step names no step."
+            ),
+            403: OpenApiResponse(ProblemSerializer, "No permission to start runs."),
+            409: OpenApiResponse(ProblemSerializer, "Refused: the pipeline is at its limit."),
+        },
+    )
+    @action(
+        detail=True,
+        methods=["post"],
+        url_path="runs",
+        url_name="trigger",
+        serializer_class=RunTriggerSerializer,
+        permission_classes=[IsAuthenticated, CanStartRuns],
+    )
+    def trigger(self, request, reference=None):
+        """Queue a run of the pipeline; a worker executes it."""
+        pipeline = self.get_object()
+        options = self.get_serializer(data=request.data)
+        options.is_valid(raise_exception=True)
+        try:
+            run = start_run(
+                pipeline,
+                trigger=RunTrigger.API,
+                user=request.user,
+                from_step=options.validated_data.get("from_step"),
+            )
+        except PipelineInvalid as exc:
+            return _invalid(exc)
+        except PipelineBusy as exc:
+            raise Conflict(str(exc)) from None
+        data = RunSerializer(run, context=self.get_serializer_context()).data
+        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+
+
+@extend_schema_view(
+    list=extend_schema(parameters=[RunFilterSerializer]),
+    retrieve=extend_schema(description="Staff users also get the error's `error_traceback`."),
+)
+class RunViewSet(viewsets.ReadOnlyModelViewSet):
+    def get_queryset(self):
+        runs = PipelineRun.objects.select_related("pipeline", "started_by")
+        if self.action == "list":
+            return self._filter(runs)
+        return runs.prefetch_related("step_runs")
+
+    def get_serializer_class(self):
+        if self.action == "list":
+            return RunSerializer
+        return StaffRunDetailSerializer if self.request.user.is_staff else RunDetailSerializer
+
+    @extend_schema(
+        request=None,
+        responses={
+            200: OpenApiResponse(RunDetailSerializer, "Cancelled, or cancelling if running."),
+            403: OpenApiResponse(ProblemSerializer, "No permission to cancel runs."),
+            409: OpenApiResponse(ProblemSerializer, "The run has already finished."),
+        },
+    )
+    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, CanCancelRuns])
+    def cancel(self, request, pk=None):
+        """Drop a queued run, or stop a running one before its next step."""
+        run = self.get_object()
+        outcome = cancel_run(run)
+        run.refresh_from_db()
+        if outcome == "finished":
+            raise Conflict(f"Run #{run.pk} has already finished ({run.status}).")
+        return Response(self.get_serializer(run).data)
+
+    def _filter(self, runs):
+        query = RunFilterSerializer(data=self.request.query_params)
+        query.is_valid(raise_exception=True)
+        if "pipeline" in query.validated_data:
+            try:
+                pipeline = Pipeline.objects.get_by_reference(query.validated_data["pipeline"])
+            except Pipeline.DoesNotExist as exc:
+                raise ValidationError({"pipeline": [str(exc)]}) from None
+            runs = runs.filter(pipeline=pipeline)
+        if "status" in query.validated_data:
+            runs = runs.filter(status=query.validated_data["status"])
+        return runs
+
+
+def _invalid(exc: PipelineInvalid) -> Response:
+    errors = [{"step": e.order, "field": e.field, "message": e.message} for e in exc.errors]
+    return Response({"detail": str(exc), "errors": errors}, status=status.HTTP_400_BAD_REQUEST)

@@ -1,0 +1,327 @@
+"""The integration API, called the way an integration calls it: with a real token."""
+
+import io
+import json
+
+import pytest
+from django.contrib.auth.models import Permission
+from django.contrib.staticfiles import finders
+from django.core.management import call_command
+from rest_framework.authtoken.models import Token
+from rest_framework.test import APIClient
+
+from datasources.sources import save_source
+from pipelines import runs
+from pipelines.choices import RunStatus, RunTrigger, StepRunStatus
+from pipelines.models import PipelineRun, PipelineStep
+
+IRIS_STEPS = [
+    {"type": "sklearn_dataset", "name": "Load", "params": {"name": "iris"}},
+    {"type": "drop_na", "name": "Clean", "params": {"columns": ["target"]}},
+]
+
+
+def token_client(user) -> APIClient:
+    """A client holding the token `manage.py drf_create_token` made for `user`."""
+    call_command("drf_create_token", user.username, stdout=io.StringIO())
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+    return client
+
+
+@pytest.fixture
+def integrator(django_user_model):
+    user = django_user_model.objects.create_user("integrator")
+    user.user_permissions.add(
+        *Permission.objects.filter(codename__in=["add_pipelinerun", "change_pipelinerun"])
+    )
+    return user
+
+
+@pytest.fixture
+def api(integrator):
+    return token_client(integrator)
+
+
+@pytest.fixture
+def viewer_api(django_user_model):
+    return token_client(django_user_model.objects.create_user("viewer"))
+
+
+@pytest.fixture
+def iris(make_pipeline):
+    return make_pipeline(IRIS_STEPS, name="iris")
+
+
+def trigger_url(pipeline) -> str:
+    return f"/api/pipelines/{pipeline.pk}/runs/"
+
+
+def test_requests_without_a_valid_token_get_401(iris):
+    anonymous = APIClient()
+    forged = APIClient()
+    forged.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
+
+    assert anonymous.get("/api/pipelines/").status_code == 401
+    assert anonymous.post(trigger_url(iris)).status_code == 401
+    assert forged.get("/api/runs/").status_code == 401
+    assert anonymous.get("/api/pipelines/")["WWW-Authenticate"] == "Token"
+    assert not PipelineRun.objects.exists()
+
+
+def test_pipeline_list_shows_steps_experiment_and_last_run_in_one_page_query(
+    api, iris, make_pipeline, django_assert_num_queries
+):
+    make_pipeline(IRIS_STEPS[:1], name="another")
+    runs.start_run(iris)
+
+    # The token lookup, the page count and the page itself.
+    with django_assert_num_queries(3):
+        response = api.get("/api/pipelines/")
+
+    assert response.status_code == 200
+    assert response.data["count"] == 2
+    by_name = {p["name"]: p for p in response.data["results"]}
+    assert by_name["iris"]["step_count"] == 2
+    assert by_name["iris"]["last_run_status"] == "queued"
+    assert by_name["iris"]["experiment"] == "pipeline/iris"
+    assert by_name["another"]["last_run_status"] is None
+
+
+def test_pipeline_detail_by_name_or_id_lists_its_steps(api, iris):
+    by_name = api.get("/api/pipelines/iris/")
+    by_id = api.get(f"/api/pipelines/{iris.pk}/")
+
+    assert by_name.status_code == by_id.status_code == 200
+    assert by_name.data == by_id.data
+    assert by_name.data["steps"][0] == {
+        "order": 1,
+        "type": "sklearn_dataset",
+        "name": "Load",
+        "params": {"name": "iris"},
+        "enabled": True,
+    }
+    assert [s["order"] for s in by_name.data["steps"]] == [1, 2]
+
+
+def test_unknown_pipeline_is_404(api):
+    response = api.get("/api/pipelines/nothing/")
+
+    assert response.status_code == 404
+    assert response.data["detail"] == "no pipeline named or numbered 'nothing'"
+
+
+def test_trigger_queues_an_api_run_for_a_worker_started_by_the_token_user(
+    api, iris, django_capture_on_commit_callbacks
+):
+    with django_capture_on_commit_callbacks() as enqueued:
+        response = api.post(trigger_url(iris), {}, format="json")
+
+    assert response.status_code == 202
+    run = PipelineRun.objects.get()
+    assert response.data["id"] == run.pk
+    assert response.data["status"] == "queued"
+    assert response.data["trigger"] == "api"
+    assert response.data["started_by"] == "integrator"
+    assert response.data["url"] == f"http://testserver/api/runs/{run.pk}/"
+    assert response["Location"] == response.data["url"]
+    assert (run.trigger, run.started_by.username) == (RunTrigger.API, "integrator")
+    assert len(enqueued) == 1 and not run.step_runs.exists()  # handed to a worker, not run
+
+
+def test_trigger_by_name_from_a_step(api, iris):
+    response = api.post("/api/pipelines/iris/runs/", {"from_step": 2}, format="json")
+
+    assert response.status_code == 202
+    assert PipelineRun.objects.get().start_step == 2
+
+
+def test_trigger_while_a_run_is_active_with_the_refuse_policy_is_409_naming_it(api, make_pipeline):
+    pipeline = make_pipeline(IRIS_STEPS, name="strict", concurrency_policy="refuse")
+    first = api.post(trigger_url(pipeline))
+
+    second = api.post(trigger_url(pipeline))
+
+    assert second.status_code == 409
+    assert f"run #{first.data['id']} is queued" in second.data["detail"]
+    assert PipelineRun.objects.count() == 1
+
+
+def test_trigger_while_a_run_is_active_with_the_queue_policy_waits(api, iris):
+    api.post(trigger_url(iris))
+
+    second = api.post(trigger_url(iris))
+
+    assert second.status_code == 202
+    assert second.data["status"] == "queued"
+    assert PipelineRun.objects.get(pk=second.data["id"]).dispatched_at is None
+
+
+def test_trigger_without_the_add_permission_is_403(viewer_api, iris):
+    response = viewer_api.post(trigger_url(iris))
+
+    assert response.status_code == 403
+    assert response.data["detail"] == (
+        "Starting a run needs the pipelines.add_pipelinerun permission."
+    )
+    assert not PipelineRun.objects.exists()
+
+
+def test_trigger_from_a_missing_step_is_400_naming_step_and_field(api, iris):
+    response = api.post(trigger_url(iris), {"from_step": 9}, format="json")
+
+    assert response.status_code == 400
+    assert response.data["errors"] == [
+        {"step": 9, "field": "from_step", "message": "no step has this order"}
+    ]
+    assert not PipelineRun.objects.exists()
+
+
+def test_trigger_with_a_malformed_from_step_is_400(api, iris):
+    response = api.post(trigger_url(iris), {"from_step": "second"}, format="json")
+
+    assert response.status_code == 400
+    assert response.data["from_step"] == ["A valid integer is required."]
+
+
+def test_trigger_of_an_invalid_pipeline_is_400_naming_step_and_field(api, iris):
+    PipelineStep.objects.filter(pipeline=iris, order=2).update(params={"colour": "red"})
+
+    response = api.post(trigger_url(iris))
+
+    assert response.status_code == 400
+    assert {
+        "step": 2,
+        "field": "params.colour",
+        "message": "is not a parameter of this step type",
+    } in (response.data["errors"])
+    assert not PipelineRun.objects.exists()
+
+
+def test_run_detail_shows_step_runs_after_the_run_executes(api, iris):
+    queued = api.post(trigger_url(iris)).data
+    runs.execute_run(queued["id"], isolated=False)
+
+    response = api.get(queued["url"])
+
+    assert response.status_code == 200
+    run = response.data
+    assert (run["status"], run["trigger"], run["started_by"]) == ("succeeded", "api", "integrator")
+    assert run["started_at"] and run["finished_at"] and run["mlflow_run_id"]
+    assert run["error_message"] == "" and "error_traceback" not in run
+    assert [(s["order"], s["type"], s["status"]) for s in run["step_runs"]] == [
+        (1, "sklearn_dataset", StepRunStatus.SUCCEEDED),
+        (2, "drop_na", StepRunStatus.SUCCEEDED),
+    ]
+    assert (run["step_runs"][1]["rows_out"], run["step_runs"][1]["columns_out"]) == (150, 5)
+
+
+def test_run_detail_shows_the_traceback_to_staff_only(api, iris, admin_user):
+    run = runs.start_run(iris)
+    run.claim()
+    run.mark_failed("Step 2 failed: boom", traceback="Traceback (most recent call last): ...")
+
+    mine = api.get(f"/api/runs/{run.pk}/").data
+    staff = token_client(admin_user).get(f"/api/runs/{run.pk}/").data
+
+    assert mine["error_message"] == staff["error_message"] == "Step 2 failed: boom"
+    assert "error_traceback" not in mine
+    assert staff["error_traceback"].startswith("Traceback")
+
+
+def test_run_list_filters_by_pipeline_and_status_newest_first(
+    api, iris, make_pipeline, django_assert_num_queries
+):
+    other = make_pipeline(IRIS_STEPS, name="other", max_active_runs=3)
+    older, newer = runs.start_run(other), runs.start_run(other)
+    runs.cancel_run(runs.start_run(iris))
+
+    # The token lookup, the pipeline named in the filter, the page count and the page.
+    with django_assert_num_queries(4):
+        response = api.get("/api/runs/", {"pipeline": "other", "status": "queued"})
+
+    assert [r["id"] for r in response.data["results"]] == [newer.pk, older.pk]
+    assert api.get("/api/runs/", {"status": "cancelled"}).data["count"] == 1
+    assert api.get("/api/runs/", {"pipeline": iris.pk}).data["count"] == 1
+
+
+def test_run_list_rejects_unknown_filters_values(api):
+    assert api.get("/api/runs/", {"status": "paused"}).status_code == 400
+    response = api.get("/api/runs/", {"pipeline": "nothing"})
+
+    assert response.status_code == 400
+    assert response.data["pipeline"] == ["no pipeline named or numbered 'nothing'"]
+
+
+def test_cancel_a_queued_run(api, iris):
+    run = runs.start_run(iris)
+
+    response = api.post(f"/api/runs/{run.pk}/cancel/")
+
+    assert response.status_code == 200
+    assert response.data["status"] == RunStatus.CANCELLED
+    assert response.data["error_message"] == "Cancelled before it started."
+
+
+def test_cancel_a_finished_run_is_409(api, iris):
+    run = runs.start_run(iris)
+    run.claim()
+    run.mark_succeeded({})
+
+    response = api.post(f"/api/runs/{run.pk}/cancel/")
+
+    assert response.status_code == 409
+    assert response.data["detail"] == f"Run #{run.pk} has already finished (succeeded)."
+
+
+def test_cancel_without_the_change_permission_is_403(viewer_api, iris):
+    run = runs.start_run(iris)
+
+    response = viewer_api.post(f"/api/runs/{run.pk}/cancel/")
+
+    assert response.status_code == 403
+    assert "pipelines.change_pipelinerun" in response.data["detail"]
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+
+
+def test_data_source_secret_is_in_no_response_nor_run_snapshot(api, make_pipeline):
+    secret = "correct-horse-battery-staple"
+    source = save_source(
+        {"name": "warehouse", "kind": "postgresql", "host": "db.internal", "user": "reader"}, secret
+    )
+    make_pipeline(
+        [{"type": "sql", "params": {"datasource": "warehouse", "table": "sales"}}], name="sales"
+    )
+
+    responses = [
+        api.post("/api/pipelines/sales/runs/"),
+        api.get("/api/pipelines/sales/"),
+        api.get("/api/pipelines/"),
+    ]
+    responses.append(api.get(responses[0].data["url"]))
+
+    snapshot = json.dumps(PipelineRun.objects.get().definition)
+    for text in [snapshot, *(r.content.decode() for r in responses)]:
+        assert secret not in text
+        assert source.encrypted_secret not in text
+
+
+def test_schema_validates_and_documents_the_run_trigger(api, tmp_path, client, admin_user):
+    path = tmp_path / "schema.json"
+    call_command(
+        "spectacular", "--validate", "--fail-on-warn", "--format", "openapi-json", "--file", path
+    )
+
+    schema = json.loads(path.read_text())
+    trigger = schema["paths"]["/api/pipelines/{reference}/runs/"]["post"]
+    assert set(trigger["responses"]) == {"202", "400", "403", "409"}
+    assert api.get("/api/schema/").status_code == 200
+    client.force_login(admin_user)
+    docs = client.get("/api/docs/")
+    assert docs.status_code == 200
+    # Swagger UI comes from this site's static files, so the page works offline.
+    page = docs.content.decode()
+    assert "drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in page
+    assert "cdn.jsdelivr" not in page
+    assert finders.find("drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js")
