@@ -118,7 +118,9 @@ STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = env_path("STATIC_ROOT", BASE_DIR / "staticfiles")
 MEDIA_URL = "media/"
 MEDIA_ROOT = env_path("MEDIA_ROOT", BASE_DIR / "media")
-LOGIN_URL = "admin:login"
+# Analysts log in on the site's own page; the admin's admits staff users only.
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "dashboards:overview"
 
 # Where the engine writes pipeline_{id}_step_{order}.joblib after each step.
 MLOPS_CACHE_DIR = env_path("MLOPS_CACHE_DIR", BASE_DIR / "cache")

@@ -4,6 +4,8 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 urlpatterns = [
     path("", include("dashboards.urls")),
+    path("pipelines/", include("pipelines.urls")),
+    path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines.api.urls")),
     path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),

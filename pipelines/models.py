@@ -1,6 +1,6 @@
 from django.conf import settings
 from django.db import models
-from django.db.models import F, Value
+from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Concat
 from django.utils import timezone
 
@@ -25,6 +25,15 @@ class PipelineQuerySet(models.QuerySet):
         if found is None:
             raise Pipeline.DoesNotExist(f"no pipeline named or numbered {reference!r}")
         return found
+
+    def with_run_summary(self):
+        """Each pipeline with its step count and its latest run's status and time."""
+        latest = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-created_at", "-pk")
+        return self.annotate(
+            step_count=Count("steps", distinct=True),
+            last_run_status=Subquery(latest.values("status")[:1]),
+            last_run_at=Subquery(latest.values("created_at")[:1]),
+        ).order_by("name")  # Meta.ordering does not apply to a GROUP BY query.
 
 
 class Pipeline(models.Model):

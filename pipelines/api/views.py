@@ -3,7 +3,6 @@
 Runs start and stop through `pipelines.runs`, the same functions every other trigger uses.
 """
 
-from django.db.models import Count, OuterRef, Subquery
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -65,12 +64,7 @@ class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
     lookup_value_regex = "[^/]+"
 
     def get_queryset(self):
-        latest_run = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by(
-            "-created_at", "-pk"
-        )
-        pipelines = Pipeline.objects.annotate(
-            step_count=Count("steps"), last_run_status=Subquery(latest_run.values("status")[:1])
-        ).order_by("name")  # Meta.ordering does not apply to a GROUP BY query.
+        pipelines = Pipeline.objects.with_run_summary()
         return pipelines.prefetch_related("steps") if self.action == "retrieve" else pipelines
 
     def get_serializer_class(self):
