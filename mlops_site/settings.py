@@ -61,6 +61,7 @@ MIDDLEWARE = [
     "django.contrib.messages.middleware.MessageMiddleware",
     "django.middleware.clickjacking.XFrameOptionsMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
+    "mlops_site.middleware.HtmxLoginRedirectMiddleware",
 ]
 
 ROOT_URLCONF = "mlops_site.urls"

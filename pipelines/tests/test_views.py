@@ -169,3 +169,13 @@ def test_an_analyst_logs_in_on_the_site_and_lands_on_the_page_asked_for(client, 
     assert client.get("/pipelines/").status_code == 200
     wrong = client.post("/accounts/login/", {"username": "analyst", "password": "nope"})
     assert "Please enter a correct username and password" in wrong.content.decode()
+
+
+def test_an_htmx_click_after_the_session_expired_opens_the_login_page(client, db):
+    headers = {"HX-Request": "true", "HX-Current-URL": "http://testserver/pipelines/?page=2"}
+
+    response = client.post("/pipelines/1/run/", headers=headers)
+
+    assert response.status_code == 200
+    assert response["HX-Redirect"] == "/accounts/login/?next=%2Fpipelines%2F%3Fpage%3D2"
+    assert not PipelineRun.objects.exists()
