@@ -19,6 +19,9 @@ class QueryRefused(ConnectorError):
     """The query was refused before or by the server: not read-only, several statements..."""
 
 
+WRITE_MODES = ("fail", "append", "replace")
+
+
 @dataclass(frozen=True)
 class ConnectionSettings:
     host: str
@@ -72,3 +75,11 @@ class Connector:
     def write(self, frame: pd.DataFrame, table: str, mode: str = "fail") -> int:
         """Write a frame to a table (mode fail | append | replace); returns rows written."""
         raise NotImplementedError
+
+
+def check_write_allowed(settings: ConnectionSettings, mode: str) -> None:
+    """Refuse a write to a source whose writes are off, or in a mode that does not exist."""
+    if not settings.allow_writes:
+        raise QueryRefused("writes are not allowed to this data source (allow_writes is off)")
+    if mode not in WRITE_MODES:
+        raise ConnectorError(f"unknown write mode {mode!r}: use one of {', '.join(WRITE_MODES)}")

@@ -16,10 +16,10 @@ from datasources.connectors.base import (
     Connector,
     ConnectorError,
     QueryRefused,
+    check_write_allowed,
 )
 
 SYSTEM_SCHEMAS = ("information_schema", "sys", "pg_catalog", "blob")
-WRITE_MODES = ("fail", "append", "replace")
 FETCH_CHUNK = 10_000
 INSERT_CHUNK = 1_000
 IDENTIFIER = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)?$")
@@ -244,12 +244,7 @@ class CrateConnector(Connector):
         return self._frame(*self._run(sql, timeout=timeout))
 
     def write(self, frame: pd.DataFrame, table: str, mode: str = "fail") -> int:
-        if not self.settings.allow_writes:
-            raise QueryRefused("writes are not allowed on this data source")
-        if mode not in WRITE_MODES:
-            raise ConnectorError(
-                f"unknown write mode {mode!r}: use one of {', '.join(WRITE_MODES)}"
-            )
+        check_write_allowed(self.settings, mode)
         if len(frame.columns) == 0:
             raise ConnectorError("the frame has no columns to write")
         from crate.client.exceptions import Error

@@ -23,11 +23,11 @@ from datasources.connectors.base import (
     Connector,
     ConnectorError,
     QueryRefused,
+    check_write_allowed,
 )
 
 REFUSED_OPERATORS = frozenset({"$out", "$merge", "$where", "$function", "$accumulator"})
 QUERY_KEYS = frozenset({"collection", "filter", "projection", "sort", "limit", "pipeline"})
-WRITE_MODES = ("fail", "append", "replace")
 BATCH_SIZE = 5_000
 INSERT_CHUNK = 1_000
 SAMPLE_SIZE = 100
@@ -266,12 +266,7 @@ class MongoConnector(Connector):
     def write(self, frame: pd.DataFrame, table: str, mode: str = "fail") -> int:
         from pymongo import errors
 
-        if not self.settings.allow_writes:
-            raise QueryRefused("writes are not allowed on this data source")
-        if mode not in WRITE_MODES:
-            raise ConnectorError(
-                f"unknown write mode {mode!r}: use one of {', '.join(WRITE_MODES)}"
-            )
+        check_write_allowed(self.settings, mode)
         collection = self.database()[table]
         try:
             if mode == "fail" and collection.count_documents({}, limit=1):

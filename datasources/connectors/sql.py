@@ -10,7 +10,13 @@ import numpy as np
 import pandas as pd
 import sqlparse
 
-from datasources.connectors.base import ConnectionSettings, Connector, ConnectorError, QueryRefused
+from datasources.connectors.base import (
+    ConnectionSettings,
+    Connector,
+    ConnectorError,
+    QueryRefused,
+    check_write_allowed,
+)
 
 CHUNK_ROWS = 50_000
 INSERT_CHUNK_ROWS = 5_000
@@ -218,10 +224,7 @@ def sql_type(dtype, *, mysql: bool) -> str:
 
 
 def check_write(settings: ConnectionSettings, frame: pd.DataFrame, table: str, mode: str):
-    if not settings.allow_writes:
-        raise ConnectorError("writes are not allowed to this data source (allow_writes is off)")
-    if mode not in ("fail", "append", "replace"):
-        raise ConnectorError(f"unknown write mode {mode!r}: use fail, append or replace")
+    check_write_allowed(settings, mode)
     if not isinstance(frame, pd.DataFrame):
         raise ConnectorError("only a DataFrame can be written to a table")
     names = [str(name) for name in frame.columns]

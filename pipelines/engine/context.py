@@ -1,8 +1,20 @@
 """Helpers that describe the shared context passed from step to step."""
 
+import operator
+
 import pandas as pd
 
 from pipelines.engine.registry import Context
+
+# The comparisons steps accept in declarative conditions, rules and expressions.
+COMPARISONS = {
+    ">": operator.gt,
+    ">=": operator.ge,
+    "<": operator.lt,
+    "<=": operator.le,
+    "==": operator.eq,
+    "!=": operator.ne,
+}
 
 
 def frame_shape(context: Context, key: str = "data") -> tuple[int | None, int | None]:

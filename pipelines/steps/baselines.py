@@ -4,7 +4,6 @@ They are sklearn estimators registered like any other, so the train step fits, s
 and logs them the same way and the predict step uses them unchanged.
 """
 
-import operator
 from numbers import Real
 
 import numpy as np
@@ -12,14 +11,8 @@ import pandas as pd
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.utils.validation import check_is_fitted
 
-OPERATORS = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
+from pipelines.engine.context import COMPARISONS
+
 ORDERING = (">", ">=", "<", "<=")
 EXAMPLE = '{"PM10": {">": 100, "label": 1}}'
 
@@ -103,7 +96,7 @@ def _matches(values: pd.Series, rule: dict) -> np.ndarray:
     matches = values.notna().to_numpy(copy=True)
     for op, threshold in rule.items():
         if op != "label":
-            matches &= OPERATORS[op](values, threshold).to_numpy(dtype=bool, na_value=False)
+            matches &= COMPARISONS[op](values, threshold).to_numpy(dtype=bool, na_value=False)
     return matches
 
 
@@ -116,10 +109,10 @@ def _check_rule(feature, rule) -> None:
     if not conditions:
         raise ValueError(f"rules: the rule of {feature!r} needs a condition, e.g. {EXAMPLE}")
     for op, threshold in conditions.items():
-        if op not in OPERATORS:
+        if op not in COMPARISONS:
             raise ValueError(
                 f"rules: unknown operator {op!r} in the rule of {feature!r} "
-                f"(use {', '.join(OPERATORS)})"
+                f"(use {', '.join(COMPARISONS)})"
             )
         if op in ORDERING and not _is_number(threshold):
             raise ValueError(f"rules: {op} in the rule of {feature!r} needs a number")

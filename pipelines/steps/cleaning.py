@@ -24,7 +24,7 @@ from pydantic import (
     model_validator,
 )
 
-from pipelines.engine.context import require_columns
+from pipelines.engine.context import COMPARISONS, require_columns
 from pipelines.engine.registry import StepParams, register
 from pipelines.steps.preprocessing import ColumnList, FrameStep
 
@@ -567,14 +567,6 @@ def _range_labels(edges: list[float]) -> list[str]:
 # derive_column
 
 ARITHMETIC = {"+": operator.add, "-": operator.sub, "*": operator.mul, "/": operator.truediv}
-COMPARISON = {
-    ">": operator.gt,
-    ">=": operator.ge,
-    "<": operator.lt,
-    "<=": operator.le,
-    "==": operator.eq,
-    "!=": operator.ne,
-}
 LOGICAL = {"and": operator.and_, "or": operator.or_}
 Operator = Literal["+", "-", "*", "/", ">", ">=", "<", "<=", "==", "!=", "and", "or"]
 
@@ -667,7 +659,7 @@ def _evaluate(node, frame: pd.DataFrame) -> pd.Series:
     left, right = _evaluate(node.left, frame), _evaluate(node.right, frame)
     if node.op in LOGICAL and not (types.is_bool_dtype(left) and types.is_bool_dtype(right)):
         raise ValueError(f"expression: {node.op!r} needs true/false on both sides in {node}")
-    function = {**ARITHMETIC, **COMPARISON, **LOGICAL}[node.op]
+    function = {**ARITHMETIC, **COMPARISONS, **LOGICAL}[node.op]
     try:
         result = function(left, right)
     except TypeError:

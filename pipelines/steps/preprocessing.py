@@ -10,7 +10,7 @@ import pandas as pd
 from pydantic import Field, model_validator
 
 from pipelines.choices import StepKind
-from pipelines.engine.context import require_columns
+from pipelines.engine.context import COMPARISONS, require_columns
 from pipelines.engine.registry import StepParams, StepType, register
 
 ColumnList = list[str]
@@ -228,16 +228,8 @@ def _mask(series: pd.Series, condition: Condition) -> pd.Series:
         return ~series.isin(value)
     if op == "contains":
         return series.astype("string").str.contains(str(value), regex=False)
-    comparisons = {
-        "==": series.__eq__,
-        "!=": series.__ne__,
-        ">": series.__gt__,
-        ">=": series.__ge__,
-        "<": series.__lt__,
-        "<=": series.__le__,
-    }
     try:
-        return comparisons[op](value)
+        return COMPARISONS[op](series, value)
     except TypeError:
         raise ValueError(
             f"conditions: cannot compare column {condition.column!r} ({series.dtype}) "
