@@ -196,12 +196,23 @@ class PipelineRun(models.Model):
     retry_of = models.ForeignKey(
         "self", null=True, blank=True, related_name="retries", on_delete=models.SET_NULL
     )
+    not_before = models.DateTimeField(
+        null=True, blank=True, help_text="A retry waits in the queue until this time."
+    )
+    idempotency_key = models.CharField(
+        max_length=255,
+        blank=True,
+        help_text="The Idempotency-Key of the API request that created the run.",
+    )
 
     objects = PipelineRunQuerySet.as_manager()
 
     class Meta:
         ordering = ["-created_at", "-pk"]
-        indexes = [models.Index(fields=["pipeline", "status"])]
+        indexes = [
+            models.Index(fields=["pipeline", "status"]),
+            models.Index(fields=["started_by", "idempotency_key"]),
+        ]
 
     def __str__(self):
         return f"{self.pipeline} run #{self.pk}"

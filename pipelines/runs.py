@@ -34,19 +34,25 @@ def start_run(
     user=None,
     from_step: int | None = None,
     wait: bool = False,
+    idempotency_key: str = "",
 ) -> PipelineRun:
     """Validate, freeze the definition into a new run, and queue or execute it.
 
     Without `wait` a worker picks the run up once the transaction that created it has
     committed (or later, when the pipeline is at its active-run limit and queues). With
     `wait` (the command line) it executes in this process and needs a free slot.
+    An `idempotency_key` already used by the same user within a day returns that run,
+    with `replayed` set so the caller can say it is not new.
     """
     definition = pipeline.definition()
     ensure_valid(definition["steps"])
-    if from_step is not None and from_step not in {s["order"] for s in definition["steps"]}:
-        raise PipelineInvalid([StepError(from_step, "from_step", "no step has this order")])
+    _check_start_step(definition["steps"], from_step)
     with transaction.atomic():
         locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+        earlier = _run_with_key(locked, user, idempotency_key)
+        if earlier is not None:
+            earlier.replayed = True
+            return earlier
         free = locked.runs.occupying().count() < locked.max_active_runs
         if not free and (wait or locked.concurrency_policy == ConcurrencyPolicy.REFUSE):
             raise PipelineBusy(_busy_message(locked))
@@ -57,6 +63,7 @@ def start_run(
             definition=definition,
             start_step=from_step,
             dispatched_at=timezone.now() if free else None,
+            idempotency_key=idempotency_key if user and user.is_authenticated else "",
         )
         if not free:
             run.append_log("Waiting: the pipeline is at its active-run limit.")
@@ -66,6 +73,29 @@ def start_run(
         execute_run(run.pk, isolated=settings.MLOPS_ISOLATE_RUNS)
         run.refresh_from_db()
     return run
+
+
+def _check_start_step(steps: list[dict], from_step: int | None) -> None:
+    if from_step is None:
+        return
+    step = next((s for s in steps if s["order"] == from_step), None)
+    if step is None:
+        raise PipelineInvalid([StepError(from_step, "from_step", "no step has this order")])
+    if not step.get("enabled", True):
+        raise PipelineInvalid([StepError(from_step, "from_step", "this step is disabled")])
+
+
+def _run_with_key(pipeline: Pipeline, user, key: str) -> PipelineRun | None:
+    """The run this user already started with this key in the last 24 h, if any.
+
+    Called under the pipeline's row lock, so two retries of one request cannot both
+    miss it and create two runs.
+    """
+    if not key or not (user and user.is_authenticated):
+        return None
+    since = timezone.now() - timedelta(hours=24)
+    earlier = pipeline.runs.filter(started_by=user, idempotency_key=key, created_at__gte=since)
+    return earlier.order_by("-created_at").first()
 
 
 def enqueue(run_pk: int) -> None:
