@@ -17,6 +17,12 @@ class DatasetUploadForm(forms.ModelForm):
     upload = forms.FileField(
         help_text="A CSV (.csv), Parquet (.parquet) or Excel (.xlsx) file with a header row."
     )
+    encoding = forms.CharField(
+        required=False,
+        max_length=20,
+        help_text="A CSV file's text encoding (utf-8, cp1252, latin-1...). Leave empty to "
+        "detect UTF-8, or Windows-1252 when no text in the file is UTF-8.",
+    )
 
     class Meta:
         model = Dataset
@@ -28,10 +34,16 @@ class DatasetUploadForm(forms.ModelForm):
             return cleaned
         upload = cleaned["upload"]
         try:
-            self.instance = add_dataset(upload, cleaned["name"], upload.name, self.user)
+            self.instance = add_dataset(
+                upload,
+                cleaned["name"],
+                upload.name,
+                self.user,
+                encoding=cleaned.get("encoding", "").strip(),
+            )
         except ValidationError as exc:
             for key, errors in exc.message_dict.items():
-                field = {"file": "upload", "name": "name"}.get(key)
+                field = {"file": "upload", "name": "name", "encoding": "encoding"}.get(key)
                 self.add_error(field, errors)
         return cleaned
 
@@ -76,7 +88,7 @@ class DatasetAdmin(admin.ModelAdmin):
         return self.readonly_fields if obj else ()
 
     def get_fields(self, request, obj=None):
-        return ("name", "upload") if obj is None else self.readonly_fields
+        return ("name", "upload", "encoding") if obj is None else self.readonly_fields
 
     def save_model(self, request, obj, form, change):
         # The upload form stored the dataset through add_dataset while validating.

@@ -36,15 +36,29 @@ EXTENSION_FORMATS = {
 PREVIEW_FULL_SCAN_BYTES = 20 * 1024 * 1024
 _PARQUET_MAGIC = b"PAR1"
 _ZIP_MAGIC = b"PK\x03\x04"
-# Bytes that real Latin-1 text does not contain: C0 controls but tab/CR/LF, DEL and C1.
-_LATIN1_CONTROL = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f]")
+# Bytes that Windows-1252 (Latin-1) text does not contain: C0 controls but tab/CR/LF,
+# DEL, and the five bytes cp1252 leaves undefined.
+_NOT_CP1252 = re.compile(rb"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\x81\x8d\x8f\x90\x9d]")
+# A well-formed UTF-8 sequence of two to four bytes. Latin-1 text hardly ever has one
+# ("Ã©" is the rare case), so a file with one that is not all UTF-8 mixes encodings.
+_UTF8_MULTIBYTE = re.compile(
+    rb"[\xc2-\xdf][\x80-\xbf]|\xe0[\xa0-\xbf][\x80-\xbf]|[\xe1-\xec\xee\xef][\x80-\xbf]{2}"
+    rb"|\xed[\x80-\x9f][\x80-\xbf]|\xf0[\x90-\xbf][\x80-\xbf]{2}|[\xf1-\xf3][\x80-\xbf]{3}"
+    rb"|\xf4[\x80-\x8f][\x80-\xbf]{2}"
+)
+# A number written with a decimal comma, as in ;-separated files from European locales.
+_DECIMAL_COMMA = r"\s*[-+]?(?:\d+(?:,\d+)?|,\d+)\s*"
 
 
-def add_dataset(handle: BinaryIO, name: str, filename: str = "", user=None) -> Dataset:
+def add_dataset(
+    handle: BinaryIO, name: str, filename: str = "", user=None, *, encoding: str = ""
+) -> Dataset:
     """Store a CSV, Parquet or .xlsx file as the next version of `name`.
 
     `filename` is the user's file name: it picks the format by extension and is kept as a
-    label only. Raises ValidationError keyed by "name" or "file"; nothing is stored then.
+    label only. A CSV file's `encoding` is detected (UTF-8, else Windows-1252) unless
+    given. Raises ValidationError keyed by "name", "file" or "encoding"; nothing is
+    stored then.
     """
     name = name.strip()
     if not name:
@@ -56,13 +70,13 @@ def add_dataset(handle: BinaryIO, name: str, filename: str = "", user=None) -> D
     if size == 0:
         raise ValidationError({"file": "The file is empty."})
     file_format = _detect_format(handle, label)
-    encoding = delimiter = ""
+    chosen, encoding, delimiter = encoding, "", ""
     if file_format == DatasetFormat.PARQUET:
         frame = _load_parquet(handle)
     elif file_format == DatasetFormat.EXCEL:
         frame = _load_excel(handle)
     else:
-        frame, encoding, delimiter = _load_csv(handle)
+        frame, encoding, delimiter = _load_csv(handle, chosen)
     with transaction.atomic():
         latest = Dataset.objects.select_for_update().filter(name=name).order_by("-version").first()
         dataset = Dataset(
@@ -113,13 +127,14 @@ def read_dataset(dataset: Dataset, columns=None, limit: int | None = None) -> pd
         return _read_parquet_file(path, columns, limit)
     if dataset.format == DatasetFormat.EXCEL:
         return pd.read_excel(path, sheet_name=0, engine="openpyxl", usecols=columns, nrows=limit)
-    return pd.read_csv(
+    frame = pd.read_csv(
         path,
         sep=dataset.delimiter or ",",
         encoding=dataset.encoding or "utf-8",
         usecols=columns,
         nrows=limit,
     )
+    return _numbers_from_schema(frame, dataset.schema) if dataset.delimiter == ";" else frame
 
 
 def preview_dataset(dataset: Dataset, n: int = 20) -> dict:
@@ -146,21 +161,23 @@ def preview_dataset(dataset: Dataset, n: int = 20) -> dict:
 
 
 def pipelines_using(dataset: Dataset) -> list[str]:
-    """Names of the pipelines with a csv step that reads this dataset (name, id or name@v)."""
+    """Names of the pipelines with a step that reads this dataset (name, id or name@v).
+
+    Each step type says which datasets its params name: this app knows no step's params.
+    """
+    from pipelines.engine.registry import STEP_TYPES
     from pipelines.models import PipelineStep
 
-    references = {dataset.name, f"{dataset.name}@{dataset.version}"}
-    digit_id_is_a_name = Dataset.objects.filter(name=str(dataset.pk)).exists()
+    references = {dataset.name, f"{dataset.name}@{dataset.version}", dataset.pk}
+    if not Dataset.objects.filter(name=str(dataset.pk)).exists():
+        references.add(str(dataset.pk))  # digits name the id unless a dataset has that name
     names = set()
-    for step in PipelineStep.objects.filter(step_type="csv").select_related("pipeline"):
-        reference = step.params.get("dataset") if isinstance(step.params, dict) else None
-        if isinstance(reference, bool) or reference is None:
-            continue
-        if (
-            reference in references
-            or reference == dataset.pk
-            or (reference == str(dataset.pk) and not digit_id_is_a_name)
-        ):
+    steps = PipelineStep.objects.select_related("pipeline").only(
+        "step_type", "params", "pipeline__name"
+    )
+    for step in steps:
+        step_type = STEP_TYPES.get(step.step_type)
+        if step_type and references & set(step_type.references(step.params).datasets):
             names.add(step.pipeline.name)
     return sorted(names)
 
@@ -301,49 +318,151 @@ def _check_columns(names) -> None:
         raise ValidationError({"file": f"Duplicate column names: {listed}."})
 
 
-def _load_csv(handle: BinaryIO) -> tuple[pd.DataFrame, str, str]:
-    encoding = _detect_encoding(handle)
+def _load_csv(handle: BinaryIO, encoding: str = "") -> tuple[pd.DataFrame, str, str]:
+    encoding = _check_encoding(handle, encoding) if encoding else _detect_encoding(handle)
     delimiter = _detect_delimiter(handle, encoding)
     _scan_csv(handle, encoding, delimiter)
     handle.seek(0)
+    # Decoded here: pandas takes an uploaded file (Django's File, no `mode`) for a text
+    # stream and would read its bytes as UTF-8 whatever the encoding.
+    text = io.TextIOWrapper(handle, encoding=encoding, newline="")
     try:
-        frame = pd.read_csv(handle, sep=delimiter, encoding=encoding)
+        frame = pd.read_csv(text, sep=delimiter)
     except (pd.errors.ParserError, UnicodeDecodeError, ValueError) as exc:
         raise ValidationError({"file": f"The file is not a readable CSV: {exc}"}) from None
+    finally:
+        text.detach()  # leave the caller's handle open
+    if delimiter == ";":
+        frame = _decimal_commas(frame)
     return frame, encoding, delimiter
 
 
+def _decimal_commas(frame: pd.DataFrame) -> pd.DataFrame:
+    """Text columns whose every value is a number with a decimal comma ("12,5"), as
+    numbers: in a ;-separated file the comma is the decimal separator."""
+    for name in frame.columns:
+        column = frame[name]
+        if not pd.api.types.is_string_dtype(column.dtype):
+            continue
+        values = column.dropna().astype(str)
+        if values.empty or not values.str.fullmatch(_DECIMAL_COMMA).all():
+            continue
+        if values.str.contains(",", regex=False).any():
+            frame[name] = pd.to_numeric(column.str.replace(",", ".", regex=False))
+    return frame
+
+
+def _numbers_from_schema(frame: pd.DataFrame, schema: dict) -> pd.DataFrame:
+    """Columns the stored schema says are numbers, read as text (decimal commas)."""
+    for name in frame.columns:
+        numeric = str(schema.get(str(name), "")).startswith(("float", "int"))
+        if numeric and pd.api.types.is_string_dtype(frame[name].dtype):
+            frame[name] = pd.to_numeric(frame[name].str.replace(",", ".", regex=False))
+    return frame
+
+
 def _detect_encoding(handle: BinaryIO) -> str:
-    """UTF-8 (with or without BOM), else Latin-1 when the bytes look like Latin-1 text."""
+    """UTF-8 (with or without BOM), else Windows-1252 when no byte of the file is UTF-8.
+
+    A file that is partly UTF-8 is refused, naming the first byte that is not: reading
+    it all as Windows-1252 would silently turn its "é" into "Ã©".
+    """
+    _refuse_utf16(handle)
     handle.seek(0)
-    start = handle.read(4)
-    if start.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise ValidationError({"file": "UTF-16 text is not supported: save the file as UTF-8."})
-    handle.seek(0)
-    decoder = codecs.getincrementaldecoder("utf-8")()
-    offset = 0
-    try:
-        while chunk := handle.read(_CHUNK):
-            _refuse_nul(chunk, offset)
-            decoder.decode(chunk)
-            offset += len(chunk)
-        decoder.decode(b"", final=True)
-        return "utf-8-sig" if start.startswith(codecs.BOM_UTF8) else "utf-8"
-    except UnicodeDecodeError:
-        pass
+    start = handle.read(len(codecs.BOM_UTF8))
+    invalid = _first_undecodable(handle, "utf-8")
+    if invalid is None:
+        return "utf-8-sig" if start == codecs.BOM_UTF8 else "utf-8"
+    if _has_utf8_sequence(handle):
+        raise ValidationError(
+            {
+                "file": f"The file is not valid UTF-8 at {_where(handle, invalid, 'utf-8-sig')}, "
+                "though other text in it is UTF-8: save the file as UTF-8 or choose its encoding."
+            }
+        )
     handle.seek(0)
     offset = 0
     while chunk := handle.read(_CHUNK):
-        _refuse_nul(chunk, offset)
-        if control := _LATIN1_CONTROL.search(chunk):
+        if found := _NOT_CP1252.search(chunk):
+            where = _where(handle, offset + found.start(), "cp1252")
             raise ValidationError(
                 {
                     "file": "The file's text can't be decoded: it is neither UTF-8 nor Latin-1 "
-                    f"(byte 0x{control.group()[0]:02x} at offset {offset + control.start()})."
+                    f"(Windows-1252): {where}. Save it as UTF-8 or choose its encoding."
                 }
             )
         offset += len(chunk)
-    return "latin-1"
+    return "cp1252"
+
+
+def _check_encoding(handle: BinaryIO, encoding: str) -> str:
+    """The canonical name of a chosen encoding, once the whole file decodes with it."""
+    try:
+        name = codecs.lookup(encoding).name
+    except LookupError:
+        raise ValidationError({"encoding": f"Unknown encoding {encoding!r}."}) from None
+    if name.startswith("utf-16") or name.startswith("utf-32"):
+        raise ValidationError({"encoding": "UTF-16 and UTF-32 are not supported: use UTF-8."})
+    _refuse_utf16(handle)
+    invalid = _first_undecodable(handle, name)
+    if invalid is not None:
+        raise ValidationError(
+            {"file": f"The file is not valid {name} at {_where(handle, invalid, name)}."}
+        )
+    handle.seek(0)
+    if name == "utf-8" and handle.read(len(codecs.BOM_UTF8)) == codecs.BOM_UTF8:
+        return "utf-8-sig"  # so the first column's name does not start with the BOM
+    return name
+
+
+def _refuse_utf16(handle: BinaryIO) -> None:
+    handle.seek(0)
+    if handle.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE):
+        raise ValidationError({"file": "UTF-16 text is not supported: save the file as UTF-8."})
+
+
+def _first_undecodable(handle: BinaryIO, encoding: str) -> int | None:
+    """The offset of the first byte `encoding` cannot decode, or None; refuses NUL bytes."""
+    handle.seek(0)
+    decoder = codecs.getincrementaldecoder(encoding)()
+    offset = 0
+    while True:
+        chunk = handle.read(_CHUNK)
+        _refuse_nul(chunk, offset)
+        pending = decoder.getstate()[0]  # bytes of a sequence the last chunk cut
+        try:
+            decoder.decode(chunk, final=not chunk)
+        except UnicodeDecodeError as exc:
+            return offset - len(pending) + exc.start
+        if not chunk:
+            return None
+        offset += len(chunk)
+
+
+def _has_utf8_sequence(handle: BinaryIO) -> bool:
+    handle.seek(0)
+    carry = b""
+    while chunk := handle.read(_CHUNK):
+        if _UTF8_MULTIBYTE.search(carry + chunk):
+            return True
+        carry = chunk[-3:]  # a sequence cut by the chunk boundary
+    return False
+
+
+def _where(handle: BinaryIO, position: int, encoding: str) -> str:
+    """Where a byte offset of the file is: "line 3, byte 0xe9 (column 17)"."""
+    handle.seek(0)
+    line, line_start, offset = 1, 0, 0
+    while offset < position and (chunk := handle.read(min(_CHUNK, position - offset))):
+        newlines = chunk.count(b"\n")
+        if newlines:
+            line += newlines
+            line_start = offset + chunk.rindex(b"\n") + 1
+        offset += len(chunk)
+    handle.seek(line_start)
+    before = handle.read(position - line_start).decode(encoding, errors="replace")
+    byte = handle.read(1)[0]
+    return f"line {line}, byte 0x{byte:02x} (column {len(before) + 1})"
 
 
 def _refuse_nul(chunk: bytes, offset: int) -> None:

@@ -63,10 +63,20 @@ def env_database(name: str, default: str) -> dict:
         config = dj_database_url.parse(raw, conn_max_age=60, conn_health_checks=True)
     except ValueError as exc:
         raise ImproperlyConfigured(f"{name} is not a valid database URL: {exc}") from None
+    # Timeouts turn a network partition into an error the worker retries and reports,
+    # instead of a call that blocks the run's supervisor for minutes.
     if config["ENGINE"] == "django.db.backends.mysql":
         # utf8mb4 stores any text users paste; STRICT mode refuses silent truncation.
         config.setdefault("OPTIONS", {}).update(
-            {"charset": "utf8mb4", "init_command": "SET sql_mode='STRICT_TRANS_TABLES'"}
+            {
+                "charset": "utf8mb4",
+                "init_command": "SET sql_mode='STRICT_TRANS_TABLES'",
+                "connect_timeout": 10,
+                "read_timeout": 120,
+                "write_timeout": 120,
+            }
         )
         config["TEST"] = {"CHARSET": "utf8mb4", "COLLATION": "utf8mb4_unicode_ci"}
+    elif config["ENGINE"] == "django.db.backends.postgresql":
+        config.setdefault("OPTIONS", {}).setdefault("connect_timeout", 10)
     return config

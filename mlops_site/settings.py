@@ -126,6 +126,12 @@ LOGIN_REDIRECT_URL = "dashboards:overview"
 # Where the engine writes pipeline_{id}_step_{order}.joblib after each step.
 MLOPS_CACHE_DIR = env_path("MLOPS_CACHE_DIR", BASE_DIR / "cache")
 MLOPS_MAX_UPLOAD_BYTES = env_int("MLOPS_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1)
+# Refuse extraction from a data source whose account can write (unless the source allows
+# writes), read server files or administer the server: a read-only transaction does not
+# stop a stored function from using those rights. On by default in production.
+MLOPS_REQUIRE_READONLY_ACCOUNTS = env_bool(
+    "MLOPS_REQUIRE_READONLY_ACCOUNTS", default=env_bool("MLOPS_PRODUCTION", default=False)
+)
 
 MLFLOW_TRACKING_URI = env_str(
     "MLFLOW_TRACKING_URI", f"sqlite:///{BASE_DIR / 'mlruns' / 'mlflow.db'}"

@@ -5,6 +5,7 @@ from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 urlpatterns = [
     path("", include("dashboards.urls")),
     path("pipelines/", include("pipelines.urls")),
+    path("runs/", include("pipelines.run_urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines.api.urls")),

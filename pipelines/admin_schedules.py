@@ -3,9 +3,18 @@
 from django.contrib import admin, messages
 
 from pipelines import schedules
+from pipelines.forms import ScheduleForm
 from pipelines.models import PipelineSchedule, ScheduleTick
 
 RULE_FIELDS = {"cron", "timezone", "interval_seconds"}
+
+
+def in_schedule_zone(schedule: PipelineSchedule, moment) -> str:
+    """A moment in the schedule's time zone, named: 2026-03-30 06:00 CEST (Europe/Paris)."""
+    text = schedules.local_time(schedule, moment)
+    if moment is None or text.endswith(f" {schedule.timezone}"):
+        return text  # "-", or a zone whose abbreviation is its name (UTC)
+    return f"{text} ({schedule.timezone})"
 
 
 class ScheduleTickInline(admin.TabularInline):
@@ -16,9 +25,13 @@ class ScheduleTickInline(admin.TabularInline):
     verbose_name_plural = f"latest {limit} ticks"
     extra = 0
     can_delete = False
-    fields = ("tick_at", "outcome", "reason", "run", "created_at")
+    fields = ("tick_local", "outcome", "reason", "run", "created_at")
     readonly_fields = fields
     ordering = ("-tick_at",)
+
+    @admin.display(description="Tick")
+    def tick_local(self, tick):
+        return in_schedule_zone(tick.schedule, tick.tick_at)
 
     def has_add_permission(self, request, obj=None):
         return False
@@ -36,7 +49,6 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
         "__str__",
         "pipeline",
         "rule",
-        "timezone",
         "enabled",
         "overlap_policy",
         "catch_up",
@@ -52,10 +64,11 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
         "enabled",
         "overlap_policy",
         "catch_up",
-        "next_tick_at",
+        "next_tick_local",
         "created_at",
     )
-    readonly_fields = ("next_tick_at", "created_at")
+    readonly_fields = ("next_tick_local", "created_at")
+    form = ScheduleForm
     inlines = [ScheduleTickInline]
     actions = ["pause", "resume", "fire_now"]
 
@@ -65,7 +78,7 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
 
     @admin.display(description="Next tick", ordering="next_tick_at")
     def next_tick_local(self, schedule):
-        return schedules.local_time(schedule, schedule.next_tick_at) if schedule.enabled else "-"
+        return in_schedule_zone(schedule, schedule.next_tick_at) if schedule.enabled else "-"
 
     def get_formset_kwargs(self, request, obj, inline, prefix):
         kwargs = super().get_formset_kwargs(request, obj, inline, prefix)
@@ -74,7 +87,7 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
             if obj is not None and obj.pk:
                 latest = obj.ticks.order_by("-tick_at").values_list("pk", flat=True)
                 latest = list(latest[: inline.limit])
-            kwargs["queryset"] = kwargs["queryset"].filter(pk__in=latest)
+            kwargs["queryset"] = kwargs["queryset"].filter(pk__in=latest).select_related("schedule")
         return kwargs
 
     def save_model(self, request, obj, form, change):
@@ -85,13 +98,16 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
             obj.next_tick_at = None
         super().save_model(request, obj, form, change)
 
-    @admin.action(description="Pause selected schedules")
+    @admin.action(description="Pause selected schedules", permissions=["change"])
     def pause(self, request, queryset):
         for schedule in queryset:
             schedules.pause_schedule(schedule)
         self.message_user(request, f"Paused {len(queryset)} schedule(s).", messages.SUCCESS)
 
-    @admin.action(description="Resume selected schedules (from now, without catching up)")
+    @admin.action(
+        description="Resume selected schedules (from now, without catching up)",
+        permissions=["change"],
+    )
     def resume(self, request, queryset):
         # Enabled schedules are left alone: resuming would move a tick that is due.
         paused = list(queryset.filter(enabled=False))
@@ -99,7 +115,7 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
             schedules.resume_schedule(schedule)
         self.message_user(request, f"Resumed {len(paused)} schedule(s).", messages.SUCCESS)
 
-    @admin.action(description="Fire a tick now (overlap policy applies)")
+    @admin.action(description="Fire a tick now (overlap policy applies)", permissions=["fire"])
     def fire_now(self, request, queryset):
         for schedule in queryset.select_related("pipeline"):
             tick = schedules.fire_now(schedule)
@@ -112,17 +128,29 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
             else:
                 self.message_user(request, f"{schedule}: skipped, {tick.reason}.", messages.WARNING)
 
+    def has_fire_permission(self, request):
+        """Firing changes the schedule's history and starts a run: it needs both rights."""
+        return request.user.has_perms(
+            ["pipelines.change_pipelineschedule", "pipelines.add_pipelinerun"]
+        )
+
 
 @admin.register(ScheduleTick)
 class ScheduleTickAdmin(admin.ModelAdmin):
     """Read-only tick history. Deleting stays allowed, so schedules (whose ticks cascade)
     can be deleted and old history pruned."""
 
-    list_display = ("tick_at", "schedule", "outcome", "reason", "run", "created_at")
+    list_display = ("tick_local", "schedule", "outcome", "reason", "run", "created_at")
     list_filter = ("outcome", "schedule__pipeline")
     list_select_related = ("schedule__pipeline", "run__pipeline")
     date_hierarchy = "tick_at"
     search_fields = ("reason", "schedule__pipeline__name")
+    fields = ("schedule", "tick_local", "outcome", "reason", "run", "created_at")
+    readonly_fields = ("tick_local",)
+
+    @admin.display(description="Tick", ordering="tick_at")
+    def tick_local(self, tick):
+        return in_schedule_zone(tick.schedule, tick.tick_at)
 
     def has_add_permission(self, request):
         return False

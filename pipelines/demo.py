@@ -9,7 +9,9 @@ from sklearn import datasets
 from datasources.models import Dataset
 from datasources.services import add_dataset
 from pipelines import services
+from pipelines.choices import RunTrigger
 from pipelines.models import Pipeline
+from pipelines.runs import start_run
 
 DEMO_PIPELINES = [
     {
@@ -37,6 +39,13 @@ DEMO_PIPELINES = [
                 },
             },
             {"order": 4, "type": "predict", "name": "Predict", "params": {}, "enabled": True},
+            {
+                "order": 5,
+                "type": "register_model",
+                "name": "Register",
+                "enabled": True,
+                "params": {"name": "breast-cancer-classifier", "alias": "champion"},
+            },
         ],
     },
     {
@@ -82,6 +91,17 @@ def seed_demo(owner=None) -> list[str]:
             services.import_pipeline(definition, owner=owner)
             created.append(f"pipeline {definition['name']}")
     return created
+
+
+def queue_demo_runs() -> list[str]:
+    """Queue one run of each demo pipeline that has never run, so the first pages have
+    runs, metrics and a registered model to show."""
+    names = [definition["name"] for definition in DEMO_PIPELINES]
+    queued = []
+    for pipeline in Pipeline.objects.filter(name__in=names, runs__isnull=True):
+        run = start_run(pipeline, trigger=RunTrigger.COMMAND)
+        queued.append(f"run #{run.pk} of {pipeline.name}")
+    return queued
 
 
 def _demo_frames() -> dict:

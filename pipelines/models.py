@@ -1,3 +1,5 @@
+from zoneinfo import ZoneInfo
+
 from django.conf import settings
 from django.db import models
 from django.db.models import Count, F, OuterRef, Subquery, Value
@@ -35,6 +37,20 @@ class PipelineQuerySet(models.QuerySet):
             last_run_at=Subquery(latest.values("created_at")[:1]),
         ).order_by("name")  # Meta.ordering does not apply to a GROUP BY query.
 
+    def for_list_page(self):
+        """The run summary, plus the latest run's id and the earliest next scheduled tick.
+
+        Every column of the pipelines page in one query, however many pipelines it shows.
+        """
+        latest = PipelineRun.objects.filter(pipeline=OuterRef("pk")).order_by("-created_at", "-pk")
+        next_tick = PipelineSchedule.objects.filter(
+            pipeline=OuterRef("pk"), enabled=True, next_tick_at__isnull=False
+        ).order_by("next_tick_at")
+        return self.with_run_summary().annotate(
+            last_run_id=Subquery(latest.values("pk")[:1]),
+            next_tick_at=Subquery(next_tick.values("next_tick_at")[:1]),
+        )
+
 
 class Pipeline(models.Model):
     """A named, ordered list of steps that an analyst runs and replays."""
@@ -48,7 +64,8 @@ class Pipeline(models.Model):
         "MLflow experiment",
         max_length=200,
         blank=True,
-        help_text="Experiment the runs are tracked in; defaults to pipeline/<name>.",
+        # Forms render help_text as HTML: escaped, <name> shows as typed.
+        help_text="Experiment the runs are tracked in; defaults to pipeline/&lt;name&gt;.",
     )
     max_active_runs = models.PositiveSmallIntegerField(
         default=1,
@@ -85,20 +102,15 @@ class Pipeline(models.Model):
 
         if self.max_active_runs < 1:
             raise ValidationError({"max_active_runs": "At least one run must be allowed."})
-        worst = self.longest_task_seconds()
-        if worst >= settings.Q_TIMEOUT:
+        # One worker task executes one attempt (a retry is a task of its own), and the
+        # worker needs time after the run's own time limit to stop and tidy it up.
+        if self.run_timeout >= settings.Q_TIMEOUT:
             raise ValidationError(
                 {
-                    "timeout_seconds": f"A run and its retries may take {worst} s, more than the "
-                    f"worker task limit Q_TIMEOUT ({settings.Q_TIMEOUT} s)."
+                    "timeout_seconds": f"A run may take {self.run_timeout} s; it must stay under "
+                    f"the worker task limit Q_TIMEOUT ({settings.Q_TIMEOUT} s)."
                 }
             )
-
-    def longest_task_seconds(self) -> int:
-        """Worst case for one worker task: every attempt times out, plus the backoffs."""
-        attempts = self.max_retries + 1
-        backoffs = sum(self.retry_delay(attempt) for attempt in range(2, attempts + 1))
-        return self.run_timeout * attempts + backoffs
 
     @property
     def run_timeout(self) -> int:
@@ -119,6 +131,39 @@ class Pipeline(models.Model):
             "description": self.description,
             "steps": [step.definition() for step in self.steps.all()],
         }
+
+
+class PipelineVersion(models.Model):
+    """One saved state of a pipeline's definition: what it was, who changed it, and what
+    changed since the version before.
+
+    `definition` is the pipeline as `services.export_pipeline` writes it (steps and run
+    settings), so any version can be compared, shown or imported again.
+    """
+
+    pipeline = models.ForeignKey(Pipeline, related_name="versions", on_delete=models.CASCADE)
+    number = models.PositiveIntegerField()
+    definition = models.JSONField()
+    summary = models.TextField(blank=True)
+    changed_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL,
+        null=True,
+        blank=True,
+        related_name="+",
+        on_delete=models.SET_NULL,
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["pipeline", "-number"]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["pipeline", "number"], name="unique_pipeline_version_number"
+            )
+        ]
+
+    def __str__(self):
+        return f"{self.pipeline} version {self.number}"
 
 
 class PipelineStep(models.Model):
@@ -155,15 +200,23 @@ class PipelineRunQuerySet(models.QuerySet):
         return self.filter(status__in=ACTIVE_RUN_STATUSES)
 
     def occupying(self):
-        """Runs holding one of the pipeline's active slots: handed to a worker or running."""
+        """Runs holding one of the pipeline's active slots: running, handed to a worker,
+        or a retry waiting for its not-before time."""
         return self.filter(
             models.Q(status=RunStatus.RUNNING)
             | models.Q(status=RunStatus.QUEUED, dispatched_at__isnull=False)
+            | models.Q(status=RunStatus.QUEUED, not_before__isnull=False)
         )
 
     def waiting(self):
         """Queued runs not yet handed to a worker because the pipeline was at its limit."""
-        return self.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True)
+        return self.filter(
+            status=RunStatus.QUEUED, dispatched_at__isnull=True, not_before__isnull=True
+        )
+
+    def due_retries(self, now):
+        """Retries whose not-before time has come and that no one has handed to a worker."""
+        return self.filter(status=RunStatus.QUEUED, dispatched_at__isnull=True, not_before__lte=now)
 
 
 class PipelineRun(models.Model):
@@ -234,9 +287,13 @@ class PipelineRun(models.Model):
         self.logs += line
 
     def claim(self) -> bool:
-        """Move queued -> running; True only for the one caller whose update matched."""
+        """Move queued -> running; True only for the one caller whose update matched.
+
+        A retry is not claimed before its not-before time, whoever delivers its task.
+        """
         now = timezone.now()
-        claimed = PipelineRun.objects.filter(pk=self.pk, status=RunStatus.QUEUED).update(
+        due = models.Q(not_before__isnull=True) | models.Q(not_before__lte=now)
+        claimed = PipelineRun.objects.filter(due, pk=self.pk, status=RunStatus.QUEUED).update(
             status=RunStatus.RUNNING, started_at=now
         )
         if claimed:
@@ -379,4 +436,5 @@ class ScheduleTick(models.Model):
         ]
 
     def __str__(self):
-        return f"{self.schedule} @ {self.tick_at:%Y-%m-%d %H:%M} {self.outcome}"
+        local = self.tick_at.astimezone(ZoneInfo(self.schedule.timezone))
+        return f"{self.schedule} @ {local:%Y-%m-%d %H:%M %Z} {self.outcome}"

@@ -4,7 +4,6 @@ Every trigger (page, API, admin, command, schedule) starts runs through `start_r
 workers execute them through `execute_run`.
 """
 
-import time
 from datetime import timedelta
 from functools import partial
 
@@ -103,30 +102,34 @@ def enqueue(run_pk: int) -> None:
 
 
 def execute_run(run_pk: int, isolated: bool = True) -> PipelineRun | None:
-    """Claim a queued run and execute it, then its retries; a claimed run is left alone.
+    """Claim a queued run that is due and execute it; any other run is left alone.
 
-    `isolated` runs the engine in a child process, watched for heartbeat, timeout and
-    cancellation; without it the engine runs in this process (debugging, tests).
+    A failure with retries left queues the next attempt for later and returns: no worker
+    waits out a backoff. `isolated` runs the engine in a child process, watched for
+    heartbeat, timeout and cancellation; without it the engine runs in this process
+    (debugging, tests).
     """
     run = PipelineRun.objects.select_related("pipeline").get(pk=run_pk)
     if not run.claim():
         return None
-    pipeline_id = run.pipeline_id
     try:
-        while run is not None:
-            if isolated:
-                supervise(run)
-            else:
-                PipelineEngine(run).execute(start_at=run.start_step)
-            run.refresh_from_db()
-            run = _retry(run)
+        if isolated:
+            supervise(run)
+        else:
+            PipelineEngine(run).execute(start_at=run.start_step)
+        run.refresh_from_db()
+        _queue_retry(run)
     finally:
-        dispatch_waiting(pipeline_id)
-    return PipelineRun.objects.get(pk=run_pk)
+        dispatch_waiting(run.pipeline_id)
+    return run
 
 
 def dispatch_waiting(pipeline_id: int) -> list[int]:
-    """Hand waiting runs to the queue while the pipeline has free slots, oldest first."""
+    """Hand waiting runs to the queue while the pipeline has free slots, oldest first.
+
+    A due retry of the pipeline goes first: it already holds its slot.
+    """
+    dispatch_due_retries(timezone.now(), pipeline_id=pipeline_id)
     with transaction.atomic():
         locked = Pipeline.objects.select_for_update().get(pk=pipeline_id)
         free = locked.max_active_runs - locked.runs.occupying().count()
@@ -139,6 +142,24 @@ def dispatch_waiting(pipeline_id: int) -> list[int]:
         for run_pk in waiting:
             transaction.on_commit(partial(enqueue, run_pk))
     return waiting
+
+
+def dispatch_due_retries(now=None, pipeline_id: int | None = None) -> list[int]:
+    """Hand to the queue, once each, the retries whose not-before time has come.
+
+    The conditional update is the claim: of two reapers that see the same retry, only
+    the one whose update matched enqueues it.
+    """
+    now = now or timezone.now()
+    due = PipelineRun.objects.due_retries(now)
+    if pipeline_id is not None:
+        due = due.filter(pipeline_id=pipeline_id)
+    dispatched = []
+    for run_pk in due.values_list("pk", flat=True):
+        if PipelineRun.objects.due_retries(now).filter(pk=run_pk).update(dispatched_at=now):
+            transaction.on_commit(partial(enqueue, run_pk))
+            dispatched.append(run_pk)
+    return dispatched
 
 
 def cancel_run(run: PipelineRun) -> str:
@@ -160,7 +181,10 @@ def cancel_run(run: PipelineRun) -> str:
 
 
 def reap_lost_runs(now=None) -> list[int]:
-    """Fail running runs whose worker stopped sending heartbeats, and free their slots."""
+    """Fail running runs whose worker stopped sending heartbeats, and free their slots.
+
+    Every pass (each minute) also hands due retries and lost tasks to the queue again.
+    """
     now = now or timezone.now()
     cutoff = now - timedelta(seconds=settings.MLOPS_HEARTBEAT_TIMEOUT)
     silent = Q(heartbeat_at__lt=cutoff) | Q(heartbeat_at__isnull=True, started_at__lt=cutoff)
@@ -170,22 +194,11 @@ def reap_lost_runs(now=None) -> list[int]:
         if run.mark_failed(f"Worker lost: no heartbeat since {last:%Y-%m-%d %H:%M:%S} UTC."):
             close_interrupted(run, "worker lost")
             reaped.append(run.pk)
-    _requeue_orphaned_retries(cutoff)
+    dispatch_due_retries(now)
     _redispatch_unclaimed(now)
     for pipeline_id in set(PipelineRun.objects.waiting().values_list("pipeline_id", flat=True)):
         dispatch_waiting(pipeline_id)
     return reaped
-
-
-def _requeue_orphaned_retries(cutoff) -> None:
-    """A retry waits out its backoff in the worker that failed; if that worker died,
-    the retry's heartbeat stops and it is handed to the queue again."""
-    orphaned = PipelineRun.objects.filter(
-        status=RunStatus.QUEUED, dispatched_at__isnull=False, heartbeat_at__lt=cutoff
-    )
-    for run_pk in orphaned.values_list("pk", flat=True):
-        PipelineRun.objects.filter(pk=run_pk).update(heartbeat_at=None)
-        enqueue(run_pk)
 
 
 def _redispatch_unclaimed(now) -> None:
@@ -228,11 +241,16 @@ def close_interrupted(run: PipelineRun, reason: str) -> None:
     run.append_log(f"Run ended: {reason}.")
 
 
-def _retry(run: PipelineRun) -> PipelineRun | None:
-    """After a failure with retries left: wait the backoff, then the claimed retry run."""
+def _queue_retry(run: PipelineRun) -> PipelineRun | None:
+    """After a failure with retries left, queue the next attempt to start after the backoff.
+
+    The retry holds the pipeline's slot while it waits; `dispatch_due_retries` hands it
+    to a worker once due (within a reaper pass, or when another run of the pipeline ends).
+    """
     pipeline = run.pipeline
     if run.status != RunStatus.FAILED or run.attempt > pipeline.max_retries:
         return None
+    not_before = timezone.now() + timedelta(seconds=pipeline.retry_delay(run.attempt + 1))
     retry = PipelineRun.objects.create(
         pipeline=pipeline,
         trigger=run.trigger,
@@ -241,21 +259,20 @@ def _retry(run: PipelineRun) -> PipelineRun | None:
         start_step=run.start_step,
         attempt=run.attempt + 1,
         retry_of=run,
-        dispatched_at=timezone.now(),
+        not_before=not_before,
     )
-    delay = pipeline.retry_delay(retry.attempt)
-    run.append_log(f"Retrying as run #{retry.pk} (attempt {retry.attempt}) in {delay} s.")
-    retry.append_log(f"Retry {retry.attempt - 1} of run #{run.pk}; starting in {delay} s.")
-    deadline = time.monotonic() + delay
-    while time.monotonic() < deadline:
-        retry.beat()
-        time.sleep(min(1.0, max(deadline - time.monotonic(), 0)))
-    return retry if retry.claim() else None
+    at = f"{not_before:%H:%M:%S} UTC"
+    run.append_log(f"Retrying as run #{retry.pk} (attempt {retry.attempt}) at {at}.")
+    retry.append_log(f"Retry {retry.attempt - 1} of run #{run.pk}; starts at {at} or soon after.")
+    return retry
 
 
 def _busy_message(pipeline: Pipeline) -> str:
     active = pipeline.runs.occupying().order_by("created_at", "pk").first()
+    state = active.status
+    if active.status == RunStatus.QUEUED and active.not_before:
+        state += f" (a retry, due at {active.not_before:%H:%M:%S} UTC)"
     return (
         f"{pipeline} is at its limit of {pipeline.max_active_runs} active run(s): "
-        f"run #{active.pk} is {active.status}."
+        f"run #{active.pk} is {state}."
     )

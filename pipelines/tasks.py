@@ -6,6 +6,7 @@ from pipelines import runs, schedules
 
 
 def execute_run(run_pk: int) -> str | None:
+    """The status the run ended with; None when it was not this task's to execute."""
     run = runs.execute_run(run_pk, isolated=settings.MLOPS_ISOLATE_RUNS)
     return run.status if run else None
 

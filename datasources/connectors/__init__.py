@@ -1,5 +1,6 @@
 """Connectors by data source kind, imported lazily by dotted path."""
 
+from django.conf import settings
 from django.utils.module_loading import import_string
 
 from datasources.connectors.base import ConnectionSettings, Connector
@@ -21,7 +22,7 @@ def connector_class(kind: str) -> type[Connector]:
 
 def get_connector(source) -> Connector:
     """The connector of a DataSource, with its decrypted secret."""
-    settings = ConnectionSettings(
+    connection = ConnectionSettings(
         host=source.host,
         port=source.port,
         database=source.database,
@@ -29,5 +30,6 @@ def get_connector(source) -> Connector:
         secret=source.get_secret(),
         options=source.options or {},
         allow_writes=source.allow_writes,
+        require_read_only_account=settings.MLOPS_REQUIRE_READONLY_ACCOUNTS,
     )
-    return connector_class(source.kind)(settings)
+    return connector_class(source.kind)(connection)

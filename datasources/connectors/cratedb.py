@@ -12,6 +12,7 @@ from typing import Any
 import pandas as pd
 
 from datasources.connectors.base import (
+    AccountRights,
     ConnectionSettings,
     Connector,
     ConnectorError,
@@ -78,9 +79,36 @@ def quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
+def privilege_rights(superuser: bool, privileges: list, roles: list) -> AccountRights:
+    """AccountRights of a CrateDB user: sys.users' superuser flag and granted roles,
+    and its own GRANT rows of sys.privileges (class, ident, type).
+
+    DQL reads; DML and DDL write; AL administers (CREATE USER, SET GLOBAL). The
+    privileges of granted roles are not followed: they are reported as unverified.
+    """
+    if superuser:
+        return AccountRights(write=("superuser",), admin=("superuser",))
+    write, admin = [], []
+    for privilege_class, ident, privilege_type in privileges:
+        where = "the cluster" if privilege_class == "CLUSTER" else f"{privilege_class} {ident}"
+        label = f"{privilege_type} on {where}"
+        if privilege_type in ("DML", "DDL"):
+            write.append(label)
+        elif privilege_type == "AL":
+            admin.append(label)
+    names = [role.get("role", "?") if isinstance(role, dict) else str(role) for role in roles]
+    unverified = f"the privileges of role {', '.join(names)} are not read" if names else ""
+    return AccountRights(write=tuple(write), admin=tuple(admin), unverified=unverified)
+
+
 class CrateConnector(Connector):
     kind = "cratedb"
     default_port = 4200
+    rights_risk = (
+        "CrateDB has no read-only transaction: only the query check keeps extraction "
+        "from using them"
+    )
+    read_only_advice = "Use an account with DQL privileges only."
     options = {
         "tls": "true to connect over https.",
         "verify_ssl": "false to accept any server certificate (https only); true.",
@@ -208,6 +236,24 @@ class CrateConnector(Connector):
             connection.close()
         return f"CrateDB {version} at {self.url}"
 
+    def account_rights(self) -> AccountRights:
+        """The user's superuser flag, granted roles and privileges (sys.users,
+        sys.privileges; granted_roles exists from CrateDB 5.6)."""
+        try:
+            _, _, users = self._run(
+                "SELECT superuser, granted_roles FROM sys.users WHERE name = CURRENT_USER"
+            )
+        except ConnectorError:
+            _, _, users = self._run("SELECT superuser FROM sys.users WHERE name = CURRENT_USER")
+        if not users:
+            return AccountRights(unverified="sys.users does not list the current user")
+        superuser, roles = users[0][0], (users[0][1:] or [None])[0] or []
+        _, _, privileges = self._run(
+            "SELECT class, ident, type FROM sys.privileges "
+            "WHERE grantee = CURRENT_USER AND state = 'GRANT' ORDER BY class, ident, type"
+        )
+        return privilege_rights(bool(superuser), privileges, roles)
+
     def list_tables(self) -> list[str]:
         placeholders = ", ".join("?" for _ in SYSTEM_SCHEMAS)
         _, _, rows = self._run(
@@ -236,6 +282,7 @@ class CrateConnector(Connector):
         self, query: Any, limit: int | None = None, timeout: int | None = None
     ) -> pd.DataFrame:
         sql = check_read_only(query)
+        self.check_read_account()
         if limit is not None:
             if isinstance(limit, bool) or not isinstance(limit, int) or limit < 0:
                 raise QueryRefused("limit must be a non-negative integer")

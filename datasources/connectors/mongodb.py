@@ -19,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from datasources.connectors.base import (
+    AccountRights,
     ConnectionSettings,
     Connector,
     ConnectorError,
@@ -28,6 +29,63 @@ from datasources.connectors.base import (
 
 REFUSED_OPERATORS = frozenset({"$out", "$merge", "$where", "$function", "$accumulator"})
 QUERY_KEYS = frozenset({"collection", "filter", "projection", "sort", "limit", "pipeline"})
+# Privilege actions (connectionStatus showPrivileges) that change data or administer.
+WRITE_ACTIONS = frozenset(
+    {
+        "insert",
+        "update",
+        "remove",
+        "bypassDocumentValidation",
+        "createCollection",
+        "createIndex",
+        "dropCollection",
+        "dropDatabase",
+        "dropIndex",
+        "collMod",
+        "compact",
+        "convertToCapped",
+        "renameCollectionSameDB",
+        "reIndex",
+        "createSearchIndexes",
+        "dropSearchIndex",
+        "updateSearchIndex",
+        "enableSharding",
+        "moveChunk",
+        "splitChunk",
+    }
+)
+ADMIN_ACTIONS = frozenset(
+    {
+        "anyAction",
+        "shutdown",
+        "setParameter",
+        "fsync",
+        "logRotate",
+        "resync",
+        "impersonate",
+        "killop",
+        "killAnySession",
+        "replSetConfigure",
+        "replSetStateChange",
+        "addShard",
+        "removeShard",
+        "setFeatureCompatibilityVersion",
+        "setDefaultRWConcern",
+        "createUser",
+        "dropUser",
+        "updateUser",
+        "createRole",
+        "dropRole",
+        "updateRole",
+        "grantRole",
+        "revokeRole",
+        "changePassword",
+        "changeCustomData",
+        "setAuthenticationRestriction",
+        "dropAllUsersFromDatabase",
+        "dropAllRolesFromDatabase",
+    }
+)
 BATCH_SIZE = 5_000
 INSERT_CHUNK = 1_000
 SAMPLE_SIZE = 100
@@ -76,6 +134,37 @@ def _bson_type(value: Any) -> str:
     return type(value).__name__
 
 
+def _resource(resource: dict) -> str:
+    if resource.get("anyResource"):
+        return "any resource"
+    if resource.get("cluster"):
+        return "the cluster"
+    database, collection = resource.get("db") or "*", resource.get("collection") or "*"
+    return f"{database}.{collection}"
+
+
+def status_rights(status: dict) -> AccountRights:
+    """AccountRights from connectionStatus with showPrivileges: the actions, grouped by
+    resource, that write (insert, dropCollection, ...) or administer (createUser,
+    shutdown, anyAction ...). No user means access control could not be seen."""
+    info = status.get("authInfo") or {}
+    if not info.get("authenticatedUsers"):
+        return AccountRights(
+            unverified="no user is authenticated: if the server runs without access "
+            "control, anyone connecting can write and administer it"
+        )
+    write, admin = [], []
+    for privilege in info.get("authenticatedUserPrivileges") or []:
+        actions = set(privilege.get("actions") or ())
+        where = _resource(privilege.get("resource") or {})
+        if changing := sorted(actions & (WRITE_ACTIONS | {"anyAction"})):
+            write.append(f"{', '.join(changing[:3])}{' ...' * (len(changing) > 3)} on {where}")
+        if administering := sorted(actions & ADMIN_ACTIONS):
+            shown = ", ".join(administering[:3]) + " ..." * (len(administering) > 3)
+            admin.append(f"{shown} on {where}")
+    return AccountRights(write=tuple(write), admin=tuple(admin))
+
+
 def _to_document(record: dict) -> dict:
     """A DataFrame row as a BSON-encodable document (NaN/NaT to None, numpy to Python)."""
     import numpy as np
@@ -96,6 +185,10 @@ def _to_document(record: dict) -> dict:
 class MongoConnector(Connector):
     kind = "mongodb"
     default_port = 27017
+    rights_risk = (
+        "MongoDB has no read-only session: only the query check keeps extraction from using them"
+    )
+    read_only_advice = "Use an account with the read role only."
     options = {
         "auth_source": "Database holding the user's credentials (authSource); default: admin.",
         "tls": "true to connect with TLS.",
@@ -194,6 +287,16 @@ class MongoConnector(Connector):
             raise self._error(exc, "connection test failed") from None
         return f"MongoDB {info.get('version', '?')} at {self.address}"
 
+    def account_rights(self) -> AccountRights:
+        """The authenticated user's privileges (connectionStatus, showPrivileges)."""
+        from pymongo import errors
+
+        try:
+            status = self.database().command({"connectionStatus": 1, "showPrivileges": True})
+        except (errors.PyMongoError, ConnectionError, OSError) as exc:
+            raise self._error(exc, "could not read the account's privileges") from None
+        return status_rights(status)
+
     def list_tables(self) -> list[str]:
         from pymongo import errors
 
@@ -236,6 +339,7 @@ class MongoConnector(Connector):
         from pymongo import errors
 
         collection_name, plan = self._check_query(query)
+        self.check_read_account()
         limits = [x for x in (plan.get("limit"), limit) if x is not None]
         effective_limit = min(limits) if limits else None
         max_time_ms = int((timeout if timeout is not None else self.statement_timeout) * 1000)

@@ -38,7 +38,7 @@ from urllib.parse import quote
 
 import pandas as pd
 
-from datasources.connectors.base import ConnectorError, QueryRefused
+from datasources.connectors.base import AccountRights, ConnectorError, QueryRefused
 from datasources.connectors.sql import (
     CHUNK_ROWS,
     INSERT_CHUNK_ROWS,
@@ -76,6 +76,109 @@ CR_UNKNOWN_HOST = 2005
 CR_SERVER_GONE = 2006
 CR_SERVER_LOST = 2013
 CR_SSL_CONNECTION_ERROR = 2026
+
+
+# Privileges that only read, or whose effects end with the session. Any privilege in
+# neither this set, WRITE_PRIVILEGES nor FILE (SUPER, PROCESS, SHUTDOWN, CREATE USER,
+# REPLICATION ..., the *_ADMIN privileges, PROXY) counts as administering the server.
+READ_PRIVILEGES = frozenset(
+    {
+        "USAGE",
+        "SELECT",
+        "SHOW VIEW",
+        "SHOW DATABASES",
+        "SHOW CREATE ROUTINE",
+        "EXECUTE",
+        "LOCK TABLES",
+        "CREATE TEMPORARY TABLES",
+        "REFERENCES",
+    }
+)
+WRITE_PRIVILEGES = frozenset(
+    {
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+        "DELETE HISTORY",
+        "DELETE VERSIONING ROWS",
+        "CREATE",
+        "DROP",
+        "ALTER",
+        "INDEX",
+        "CREATE VIEW",
+        "CREATE ROUTINE",
+        "ALTER ROUTINE",
+        "TRIGGER",
+        "EVENT",
+    }
+)
+# Roles followed from the account, at most: a guard against a cycle.
+MAX_ROLES = 20
+
+
+def _scan_top_level(text: str, needle: str) -> int:
+    """Where `needle` (upper case) starts in `text` outside quotes and parentheses, or -1."""
+    upper, depth, quote = text.upper(), 0, ""
+    for index, char in enumerate(text):
+        if quote:
+            quote = "" if char == quote else quote
+        elif char in "`'\"":
+            quote = char
+        elif char in "()":
+            depth += 1 if char == "(" else -1
+        elif depth == 0 and upper.startswith(needle, index):
+            return index
+    return -1
+
+
+def _split_top_level(text: str) -> list[str]:
+    parts = []
+    while (comma := _scan_top_level(text, ",")) >= 0:
+        parts.append(text[:comma].strip())
+        text = text[comma + 1 :]
+    return [*parts, text.strip()]
+
+
+def grant_rights(lines: list[str]) -> tuple[AccountRights, list[str]]:
+    """The rights in the lines of SHOW GRANTS, and the roles those lines grant.
+
+    Labels name the privilege and, unless it is *.*, where it applies ("INSERT on
+    shop.*"); nothing after TO (the grantee, a password hash) is ever kept.
+    """
+    write, files, admin, roles = [], [], [], []
+    for line in lines:
+        if not line.upper().startswith("GRANT "):
+            continue  # SET DEFAULT ROLE ...
+        body = line[len("GRANT ") :]
+        to = _scan_top_level(body, " TO ")
+        head, tail = (body[:to], body[to:]) if to >= 0 else (body, "")
+        on = _scan_top_level(head, " ON ")
+        if on < 0:
+            roles.extend(_split_top_level(head))
+            continue
+        target = head[on + len(" ON ") :].strip().replace("`", "")
+        where = "" if target == "*.*" else f" on {target}"
+        for privilege in _split_top_level(head[:on]):
+            name = " ".join(re.sub(r"\(.*\)", "", privilege).split()).upper()
+            if name in ("ALL", "ALL PRIVILEGES"):
+                write.append(f"ALL PRIVILEGES on {target}")
+                if target == "*.*":
+                    files.append("FILE, by ALL PRIVILEGES")
+                    admin.append("SUPER, by ALL PRIVILEGES")
+            elif name in WRITE_PRIVILEGES:
+                write.append(f"{name} on {target}")
+            elif name == "FILE":
+                files.append(f"FILE{where}")
+            elif name not in READ_PRIVILEGES:
+                admin.append(f"{name}{where}")
+        if _scan_top_level(tail, " GRANT OPTION") >= 0:
+            admin.append(f"GRANT OPTION{where}")
+    rights = AccountRights(
+        write=tuple(dict.fromkeys(write)),
+        server_files=tuple(dict.fromkeys(files)),
+        admin=tuple(dict.fromkeys(admin)),
+    )
+    return rights, roles
 
 
 def statement_seconds(seconds: float) -> str:
@@ -386,6 +489,58 @@ class MySQLConnector(SqlConnector):
         (version, database, user), *_ = self._rows("SELECT VERSION(), DATABASE(), CURRENT_USER()")
         kind = "MariaDB" if "mariadb" in version.lower() else "MySQL"
         return f"{kind} {version.split('-')[0]}, database {database or '(none)'} as {user}"
+
+    def account_rights(self) -> AccountRights:
+        """The account's grants (SHOW GRANTS: on MariaDB with those of PUBLIC and of
+        its default role) and those of every role granted to it, enabled or not: a role
+        the account may enable is a right it has."""
+        import MySQLdb
+
+        connection = self._connect(read_only=True)
+        try:
+            with connection.cursor() as cursor:
+                cursor.execute("SHOW GRANTS")
+                rights, roles = grant_rights([row[0] for row in cursor.fetchall()])
+                if roles and self._is_mariadb(connection):
+                    rights = self._mariadb_role_rights(cursor, rights, roles)
+                elif roles:
+                    # MySQL lists a role's privileges with USING; the role names are
+                    # quoted as SHOW GRANTS printed them.
+                    cursor.execute(f"SHOW GRANTS FOR CURRENT_USER() USING {', '.join(roles)}")
+                    rights = rights.merged(grant_rights([r[0] for r in cursor.fetchall()])[0])
+                return rights
+        except MySQLdb.Error as exc:
+            raise self._query_error(exc, None) from None
+        finally:
+            connection.close()
+
+    @staticmethod
+    def _mariadb_role_rights(cursor, rights: AccountRights, roles: list[str]) -> AccountRights:
+        """MariaDB shows a role's grants only while it is the current role: each is set
+        in turn on this connection (closed afterwards), and its roles followed."""
+        import MySQLdb
+
+        seen, unreadable = set(), []
+        while roles and len(seen) < MAX_ROLES:
+            role = roles.pop(0)
+            if role in seen:
+                continue
+            seen.add(role)
+            try:
+                cursor.execute(f"SET ROLE {role}")
+                cursor.execute("SHOW GRANTS")
+            except MySQLdb.Error:
+                unreadable.append(role.replace("`", ""))
+                continue
+            found, more = grant_rights([row[0] for row in cursor.fetchall()])
+            rights = rights.merged(found)
+            roles.extend(more)
+        if roles:
+            unreadable.append(f"more than {MAX_ROLES} roles")
+        if unreadable:
+            note = f"the grants of role {', '.join(unreadable)} could not be read"
+            rights = rights.merged(AccountRights(unverified=note))
+        return rights
 
     def list_tables(self) -> list[str]:
         rows = self._rows(

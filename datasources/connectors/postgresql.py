@@ -13,7 +13,7 @@ from typing import Any
 
 import pandas as pd
 
-from datasources.connectors.base import ConnectorError, QueryRefused
+from datasources.connectors.base import AccountRights, ConnectorError, QueryRefused
 from datasources.connectors.sql import (
     CHUNK_ROWS,
     INSERT_CHUNK_ROWS,
@@ -30,6 +30,57 @@ from datasources.connectors.sql import (
 
 # OIDs of int2, int4, int8, oid, float4, float8, numeric.
 NUMERIC_OIDS = {21, 23, 20, 26, 700, 701, 1700}
+
+# Predefined roles by what membership gives (pg_has_role MEMBER: SET ROLE, or
+# set_config('role', ...) from a function, reaches them even without INHERIT).
+WRITE_ROLES = ("pg_write_all_data",)
+FILE_ROLES = ("pg_read_server_files", "pg_write_server_files", "pg_execute_server_program")
+ADMIN_ROLES = ("pg_signal_backend", "pg_checkpoint", "pg_create_subscription", "pg_maintain")
+# dblink opens a second connection, outside the read-only transaction.
+DBLINK_FUNCTIONS = ("dblink_exec", "dblink", "dblink_connect", "dblink_connect_u")
+# Tables, views and foreign tables the account may change, and how many are listed.
+LISTED_TABLES = 3
+RIGHTS_SQL = """
+SELECT r.rolsuper, r.rolcreaterole, r.rolcreatedb, r.rolreplication,
+    ARRAY(SELECT b.rolname::text FROM pg_roles b WHERE b.rolname = ANY(%(roles)s)
+          AND pg_has_role(current_user, b.oid, 'MEMBER') ORDER BY 1),
+    has_database_privilege(current_database(), 'CREATE'),
+    ARRAY(SELECT n.nspname::text FROM pg_namespace n
+          WHERE has_schema_privilege(n.oid, 'CREATE') AND n.nspname NOT LIKE 'pg\\_%%'
+          AND n.nspname <> 'information_schema' ORDER BY 1),
+    ARRAY(SELECT format('%%I.%%I', n.nspname, c.relname) FROM pg_class c
+          JOIN pg_namespace n ON n.oid = c.relnamespace
+          WHERE c.relkind IN ('r', 'p', 'v', 'f') AND n.nspname NOT LIKE 'pg\\_%%'
+          AND n.nspname <> 'information_schema'
+          AND has_table_privilege(c.oid, 'INSERT, UPDATE, DELETE, TRUNCATE')
+          ORDER BY 1 LIMIT %(listed)s + 1),
+    ARRAY(SELECT DISTINCT p.proname::text FROM pg_proc p
+          WHERE p.proname = ANY(%(dblink)s) AND has_function_privilege(p.oid, 'EXECUTE')
+          ORDER BY 1)
+FROM pg_roles r WHERE r.rolname = current_user
+"""
+
+
+def role_rights(row: tuple) -> AccountRights:
+    """AccountRights from the row of RIGHTS_SQL."""
+    superuser, createrole, createdb, replication, roles, create_db, schemas, tables, dblink = row
+    if superuser:
+        return AccountRights(
+            write=("superuser",), server_files=("superuser",), admin=("superuser",)
+        )
+    write = [f"member of {role}" for role in roles if role in WRITE_ROLES]
+    write += [f"INSERT/UPDATE/DELETE on {table}" for table in tables[:LISTED_TABLES]]
+    if len(tables) > LISTED_TABLES:
+        write.append("INSERT/UPDATE/DELETE on more tables")
+    write += ["CREATE on the database"] if create_db else []
+    write += [f"CREATE on schema {schema}" for schema in schemas]
+    write += ["CREATEDB"] if createdb else []
+    write += [f"{name} (dblink: a second connection, not read-only)" for name in dblink]
+    admin = [f"member of {role}" for role in roles if role in ADMIN_ROLES]
+    admin += ["CREATEROLE"] if createrole else []
+    admin += ["REPLICATION"] if replication else []
+    files = tuple(f"member of {role}" for role in roles if role in FILE_ROLES)
+    return AccountRights(write=tuple(write), server_files=files, admin=tuple(admin))
 
 
 class PostgreSQLConnector(SqlConnector):
@@ -178,6 +229,17 @@ class PostgreSQLConnector(SqlConnector):
             "SELECT current_setting('server_version'), current_database(), current_user"
         )
         return f"PostgreSQL {version.split()[0]}, database {database} as {user}"
+
+    def account_rights(self) -> AccountRights:
+        """Superuser, role attributes, predefined roles, CREATE on the database and its
+        schemas, tables it may change, and dblink, as the server reports them."""
+        params = {
+            "roles": [*WRITE_ROLES, *FILE_ROLES, *ADMIN_ROLES],
+            "dblink": list(DBLINK_FUNCTIONS),
+            "listed": LISTED_TABLES,
+        }
+        (row,) = self._rows(RIGHTS_SQL, params)
+        return role_rights(row)
 
     def list_tables(self) -> list[str]:
         rows = self._rows(

@@ -96,7 +96,7 @@ def check_table_name(table: str) -> list[str]:
 def frame_from_chunks(chunks: list[pd.DataFrame], names: list[str], numeric: list[bool]):
     """Concatenate chunk frames, making the columns the server says are numeric numeric."""
     if chunks:
-        frame = pd.concat(chunks, ignore_index=True, copy=False) if len(chunks) > 1 else chunks[0]
+        frame = pd.concat(chunks, ignore_index=True) if len(chunks) > 1 else chunks[0]
     else:
         frame = pd.DataFrame({name: pd.Series([], dtype=object) for name in names})
         frame.columns = names
@@ -244,6 +244,7 @@ class SqlConnector(Connector):
         self, query: Any, limit: int | None = None, timeout: int | None = None
     ) -> pd.DataFrame:
         sql = single_read_statement(query, mysql=self.mysql_dialect)
+        self.check_read_account()
         if limit is not None:
             limit = int(limit)
             if limit < 0:
@@ -254,6 +255,7 @@ class SqlConnector(Connector):
     def preview(self, table_or_query: str, n: int = 20) -> pd.DataFrame:
         text = (table_or_query or "").strip()
         if re.match(r"^[\w$]+(\.[\w$]+)?$", text) and text.upper() not in READ_KEYWORDS:
+            self.check_read_account()
             return self._fetch(self._table_preview_sql(check_table_name(text), int(n)), None)
         return self.read(text, limit=n)
 

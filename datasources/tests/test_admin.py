@@ -1,7 +1,13 @@
+from unittest import mock
+
+import pytest
+from django.contrib import admin
+from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
 
-from datasources.models import Dataset
+from datasources.models import Dataset, DataSource
+from datasources.sources import SourceCheck, save_source
 
 
 def test_admin_uploads_csv_as_dataset(admin_client):
@@ -40,3 +46,89 @@ def test_admin_shows_dataset_details(admin_client, make_dataset):
 
     assert response.status_code == 200
     assert dataset.checksum in response.content.decode()
+
+
+# Actions and permissions
+
+
+@pytest.fixture
+def source(db):
+    return save_source({"name": "local-mariadb", "kind": "mysql", "host": "127.0.0.1"}, "pw")
+
+
+def staff_with(django_user_model, *codenames):
+    user = django_user_model.objects.create_user("viewer", password="pw", is_staff=True)
+    user.user_permissions.set(
+        Permission.objects.filter(content_type__app_label="datasources", codename__in=codenames)
+    )
+    return user
+
+
+def test_every_datasources_admin_action_declares_its_permissions():
+    for model, model_admin in admin.site._registry.items():
+        if model._meta.app_label != "datasources":
+            continue
+        for function, name, _ in model_admin._get_base_actions():
+            assert getattr(function, "allowed_permissions", None), f"{model.__name__}: {name}"
+
+
+def test_view_only_staff_sees_no_action(client, django_user_model, source, make_dataset):
+    import pandas as pd
+
+    make_dataset(pd.DataFrame({"a": [1]}), "small")
+    client.force_login(staff_with(django_user_model, "view_datasource", "view_dataset"))
+
+    for page in ("admin:datasources_datasource_changelist", "admin:datasources_dataset_changelist"):
+        response = client.get(reverse(page))
+        assert response.status_code == 200
+        assert response.context["action_form"] is None
+        content = response.content.decode()
+        assert "test_connections" not in content and "delete_selected" not in content
+
+
+def test_forged_action_posts_from_a_view_only_user_change_nothing(
+    client, django_user_model, source, make_dataset
+):
+    import pandas as pd
+
+    dataset = make_dataset(pd.DataFrame({"a": [1]}), "small")
+    client.force_login(staff_with(django_user_model, "view_datasource", "view_dataset"))
+    sources = reverse("admin:datasources_datasource_changelist")
+    datasets = reverse("admin:datasources_dataset_changelist")
+
+    with mock.patch("datasources.admin_sources.check_source") as tested:
+        client.post(sources, {"action": "test_connections", "_selected_action": [source.pk]})
+    client.post(
+        sources, {"action": "delete_selected", "_selected_action": [source.pk], "post": "yes"}
+    )
+    client.post(
+        datasets, {"action": "delete_selected", "_selected_action": [dataset.pk], "post": "yes"}
+    )
+
+    tested.assert_not_called()
+    assert DataSource.objects.filter(pk=source.pk).exists()
+    assert Dataset.objects.filter(pk=dataset.pk).exists()
+
+
+def test_testing_a_source_takes_the_change_permission(client, django_user_model, source):
+    client.force_login(staff_with(django_user_model, "view_datasource", "change_datasource"))
+    url = reverse("admin:datasources_datasource_changelist")
+
+    choices = dict(client.get(url).context["action_form"].fields["action"].choices)
+    with mock.patch(
+        "datasources.admin_sources.check_source",
+        return_value=SourceCheck(ok=False, message="cannot connect to 127.0.0.1:3306: refused"),
+    ) as tested:
+        response = client.post(
+            url, {"action": "test_connections", "_selected_action": [source.pk]}, follow=True
+        )
+
+    assert set(choices) == {"", "test_connections"}  # no delete without delete permission
+    tested.assert_called_once()
+    message = next(iter(response.context["messages"]))
+    assert (str(message), message.level_tag) == (
+        "Data source local-mariadb: cannot connect to 127.0.0.1:3306: refused",
+        "error",
+    )
+    content = response.content.decode()
+    assert "local-mariadb" in content and "Local-mariadb" not in content

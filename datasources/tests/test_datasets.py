@@ -5,7 +5,7 @@ import pytest
 from django.conf import settings
 from django.core.exceptions import ValidationError
 from django.core.files.uploadedfile import SimpleUploadedFile
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from django.urls import reverse
 
 from datasources.models import Dataset
@@ -86,13 +86,77 @@ def test_semicolon_delimited_utf8_bom_csv():
     assert read_dataset(dataset)["produit"].tolist() == ["café", "thé"]
 
 
-def test_latin1_tab_delimited_csv():
-    data = "ville\tmontant\nGenève\t1\nZürich\t2\n".encode("latin-1")
+def test_latin1_tab_delimited_csv_is_read_as_windows_1252():
+    data = "ville\tmontant\nGenève\t1\nZürich €\t2\n".encode("cp1252")
 
     dataset = upload(data, "villes.tsv")
 
-    assert (dataset.delimiter, dataset.encoding) == ("\t", "latin-1")
-    assert read_dataset(dataset)["ville"].tolist() == ["Genève", "Zürich"]
+    assert (dataset.delimiter, dataset.encoding) == ("\t", "cp1252")
+    assert read_dataset(dataset)["ville"].tolist() == ["Genève", "Zürich €"]
+
+
+def test_utf8_file_with_one_latin1_byte_is_refused_naming_line_and_byte():
+    data = "produit,prix\ncafé,2\nth".encode() + b"\xe9,3\n"
+
+    with pytest.raises(ValidationError) as caught:
+        upload(data, "prix.csv")
+
+    assert caught.value.message_dict["file"] == [
+        "The file is not valid UTF-8 at line 3, byte 0xe9 (column 3), though other text in "
+        "it is UTF-8: save the file as UTF-8 or choose its encoding."
+    ]
+    assert not Dataset.objects.exists()
+
+
+def test_a_mixed_file_is_read_with_the_encoding_chosen():
+    data = "produit;prix\ncafé;2\n".encode() + b"th\xe9;3\n"
+
+    dataset = add_dataset(io.BytesIO(data), "prix", "prix.csv", encoding="cp1252")
+
+    assert dataset.encoding == "cp1252"
+    assert read_dataset(dataset)["produit"].tolist() == ["cafÃ©", "thé"]  # as chosen
+
+
+def test_a_chosen_encoding_that_does_not_fit_is_refused():
+    with pytest.raises(ValidationError) as caught:
+        add_dataset(io.BytesIO("a\ncafé\n".encode()), "x", "x.csv", encoding="ascii")
+    assert caught.value.message_dict["file"] == [
+        "The file is not valid ascii at line 2, byte 0xc3 (column 4)."
+    ]
+
+    with pytest.raises(ValidationError) as caught:
+        add_dataset(io.BytesIO(b"a\n1\n"), "x", "x.csv", encoding="klingon")
+    assert caught.value.message_dict == {"encoding": ["Unknown encoding 'klingon'."]}
+
+
+def test_a_utf8_sequence_cut_by_the_read_chunk_is_still_utf8(monkeypatch):
+    from datasources import services
+
+    monkeypatch.setattr(services, "_CHUNK", 8)
+    data = "name\nabcdé\nxyz\n".encode()  # "é" straddles bytes 8 and 9
+
+    assert upload(data, "cut.csv").encoding == "utf-8"
+    with pytest.raises(ValidationError, match="line 4, byte 0xe9 \\(column 1\\)"):
+        upload(data + b"\xe9\n", "cut.csv")
+
+
+def test_semicolon_file_with_decimal_commas_reads_numbers():
+    data = b"article;prix;code;note\npain;12,5;007;a,b\nlait;3;010;\nbeurre;-0,25;;c\n"
+
+    dataset = upload(data, "prix.csv")
+
+    assert dataset.schema == {"article": "str", "prix": "float64", "code": "float64", "note": "str"}
+    frame = read_dataset(dataset)
+    assert frame["prix"].tolist() == [12.5, 3.0, -0.25]
+    assert frame["note"].tolist()[0] == "a,b"  # text with a comma stays text
+    assert read_dataset(dataset, columns=["prix"], limit=1)["prix"].tolist() == [12.5]
+    assert preview_dataset(dataset, 2)["rows"][0]["prix"] == 12.5
+
+
+def test_comma_delimited_file_keeps_quoted_commas_as_text():
+    dataset = upload(b'label,value\nx,"12,5"\n', "quoted.csv")
+
+    assert read_dataset(dataset)["value"].tolist() == ["12,5"]
 
 
 def test_pipe_delimited_csv():
@@ -114,7 +178,7 @@ def test_pipe_delimited_csv():
         (b"a,b\n1,2\n3,4\n5,6,7\n", "long.csv", "Line 4 has 3 fields but the header has 2"),
         (b"a,b,a\n1,2,3\n", "dup.csv", "Duplicate column names: 'a'"),
         (b"a,,c\n1,2,3\n", "blank.csv", "Column 2 has a blank name"),
-        (b"a,b\n\x81\x8d,1\n", "mojibake.csv", "neither UTF-8 nor Latin-1"),
+        (b"a,b\n\x81\x8d,1\n", "mojibake.csv", "neither UTF-8 nor Latin-1 (Windows-1252): line 2"),
         (b"PAR1 not really parquet", "fake.parquet", "not a valid Parquet file"),
         (b"PK\x03\x04 not really a workbook", "fake.xlsx", "not a valid Excel .xlsx"),
         (b"\x00\x01garbage", "noext", "binary"),
@@ -344,3 +408,59 @@ def test_add_dataset_command_accepts_excel_and_parquet(tmp_path):
         ("parquet", 2),
     ]
     assert "Added dataset book v2" in out.getvalue()
+
+
+def test_add_dataset_command_takes_an_encoding_and_reports_it(tmp_path):
+    path = tmp_path / "villes.csv"
+    path.write_bytes("ville,n\ncafé,1\n".encode() + b"caf\xe9,2\n")
+    out = io.StringIO()
+
+    with pytest.raises(CommandError, match="not valid UTF-8 at line 3, byte 0xe9"):
+        call_command("add_dataset", str(path), stdout=out)
+    call_command("add_dataset", str(path), "--encoding", "latin-1", stdout=out)
+
+    assert "(id " in out.getvalue() and "csv, iso8859-1, delimiter ','" in out.getvalue()
+
+
+def test_admin_upload_of_a_windows_1252_file_is_decoded_as_such(admin_client):
+    data = "ville,n\nGenève,1\nZürich €,2\n".encode("cp1252")
+
+    response = admin_client.post(
+        reverse("admin:datasources_dataset_add"),
+        {"name": "villes", "upload": SimpleUploadedFile("v.csv", data, "text/csv")},
+    )
+
+    assert response.status_code == 302
+    dataset = Dataset.objects.get()
+    assert dataset.encoding == "cp1252"
+    assert read_dataset(dataset)["ville"].tolist() == ["Genève", "Zürich €"]
+
+
+def test_admin_upload_names_the_bad_byte_and_accepts_an_encoding(admin_client):
+    data = "ville,n\ncafé,1\n".encode() + b"caf\xe9,2\n"
+    url = reverse("admin:datasources_dataset_add")
+
+    refused = admin_client.post(
+        url, {"name": "villes", "upload": SimpleUploadedFile("v.csv", data, "text/csv")}
+    )
+    bad_encoding = admin_client.post(
+        url,
+        {
+            "name": "villes",
+            "upload": SimpleUploadedFile("v.csv", data, "text/csv"),
+            "encoding": "klingon",
+        },
+    )
+    accepted = admin_client.post(
+        url,
+        {
+            "name": "villes",
+            "upload": SimpleUploadedFile("v.csv", data, "text/csv"),
+            "encoding": "cp1252",
+        },
+    )
+
+    assert "not valid UTF-8 at line 3, byte 0xe9 (column 4)" in refused.content.decode()
+    assert "Unknown encoding" in bad_encoding.content.decode()
+    assert accepted.status_code == 302
+    assert Dataset.objects.get().encoding == "cp1252"

@@ -33,6 +33,42 @@ def test_secret_is_encrypted_at_rest_and_decrypts(db):
     assert source.has_secret
 
 
+def test_stored_secret_is_not_an_encoding_of_it_and_needs_the_key(db, settings):
+    import base64
+    import binascii
+    import contextlib
+
+    from cryptography.fernet import Fernet
+    from django.core.exceptions import ImproperlyConfigured
+
+    settings.MLOPS_ENCRYPTION_KEY = Fernet.generate_key().decode()
+    save_source({"name": "crm", "kind": "postgresql", "host": "db"}, SECRET)
+    save_source({"name": "erp", "kind": "postgresql", "host": "db"}, SECRET)
+
+    stored = list(DataSource.objects.values_list("encrypted_secret", flat=True))
+    plain = SECRET.encode()
+    encodings = {
+        SECRET,
+        base64.b64encode(plain).decode(),
+        base64.urlsafe_b64encode(plain).decode(),
+        base64.b32encode(plain).decode(),
+        binascii.hexlify(plain).decode(),
+        binascii.hexlify(plain).decode().upper(),
+        SECRET[::-1],
+    }
+    for token in stored:
+        assert not any(encoded.rstrip("=") in token for encoded in encodings)
+        for decode in (base64.b64decode, base64.urlsafe_b64decode, base64.b32decode):
+            with contextlib.suppress(binascii.Error, ValueError):  # not decodable: fine
+                assert plain not in decode(token + "=" * (-len(token) % 4))
+    assert stored[0] != stored[1]  # random IV: the same secret never stores the same
+    assert DataSource.objects.get(name="crm").get_secret() == SECRET
+
+    settings.MLOPS_ENCRYPTION_KEY = Fernet.generate_key().decode()  # another key
+    with pytest.raises(ImproperlyConfigured, match="cannot be decrypted"):
+        DataSource.objects.get(name="crm").get_secret()
+
+
 def test_changing_other_fields_keeps_the_secret(db):
     source = save_source({"name": "crm", "kind": "postgresql", "host": "db"}, SECRET)
 
@@ -168,3 +204,42 @@ def test_production_requires_an_encryption_key():
         text=True,
     )
     assert "MLOPS_ENCRYPTION_KEY must be set in production" in result.stderr
+
+
+@pytest.mark.parametrize(
+    ("environment", "expected"),
+    [
+        ({}, "False"),
+        ({"MLOPS_PRODUCTION": "1"}, "True"),
+        ({"MLOPS_PRODUCTION": "1", "MLOPS_REQUIRE_READONLY_ACCOUNTS": "0"}, "False"),
+        ({"MLOPS_REQUIRE_READONLY_ACCOUNTS": "yes"}, "True"),
+    ],
+)
+def test_read_only_accounts_are_required_by_default_in_production(environment, expected):
+    import subprocess
+    import sys
+
+    from cryptography.fernet import Fernet
+
+    env = {
+        key: value
+        for key, value in os.environ.items()
+        if key not in ("MLOPS_PRODUCTION", "MLOPS_REQUIRE_READONLY_ACCOUNTS")
+    }
+    env.update(
+        environment,
+        DJANGO_SECRET_KEY="x" * 60,
+        MLOPS_ENCRYPTION_KEY=Fernet.generate_key().decode(),
+        DJANGO_SETTINGS_MODULE="mlops_site.settings",
+    )
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "from django.conf import settings; print(settings.MLOPS_REQUIRE_READONLY_ACCOUNTS)",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert result.stdout.strip() == expected, result.stderr

@@ -66,6 +66,9 @@ def test_database_url_selects_mariadb_with_utf8mb4():
     assert config["ENGINE"] == "django.db.backends.mysql"
     assert config["NAME"] == "mlops"
     assert config["OPTIONS"]["charset"] == "utf8mb4"
+    # A partitioned network fails a call instead of blocking the worker.
+    assert config["OPTIONS"]["connect_timeout"] == 10
+    assert config["OPTIONS"]["read_timeout"] == 120
 
 
 def test_production_settings_pass_check_deploy():

@@ -1,5 +1,6 @@
 """What the API shows of pipelines and runs. Read-only except the run trigger's options."""
 
+from drf_spectacular.extensions import OpenApiSerializerExtension
 from rest_framework import serializers
 
 from pipelines.choices import RunStatus
@@ -44,6 +45,15 @@ class RunTriggerSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Order of the step to start from, reusing the fresh cached steps before it.",
     )
+
+    def validate(self, attrs):
+        # A misspelt option would otherwise be dropped, and a full run started instead.
+        # The browsable API's form posts its CSRF token along with the options.
+        unknown = sorted(set(self.initial_data) - {*self.fields, "csrfmiddlewaretoken"})
+        if unknown:
+            message = f"Unknown field; a trigger accepts: {', '.join(self.fields)}."
+            raise serializers.ValidationError({name: [message] for name in unknown})
+        return attrs
 
 
 class RunFilterSerializer(serializers.Serializer):
@@ -126,3 +136,16 @@ class StepErrorSerializer(serializers.Serializer):
 
 class PipelineInvalidSerializer(ProblemSerializer):
     errors = StepErrorSerializer(many=True)
+
+
+class FieldErrorsSerializer(serializers.Serializer):
+    """DRF's validation errors: each rejected field, or header, with its messages."""
+
+
+class FieldErrorsExtension(OpenApiSerializerExtension):
+    # The field names are the caller's, so the schema can only say what each maps to.
+    target_class = FieldErrorsSerializer
+
+    def map_serializer(self, auto_schema, direction):
+        messages = {"type": "array", "items": {"type": "string"}}
+        return {"type": "object", "additionalProperties": messages}

@@ -7,6 +7,7 @@ from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
+    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
 )
@@ -17,6 +18,7 @@ from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
 from pipelines.api.serializers import (
+    FieldErrorsSerializer,
     PipelineDetailSerializer,
     PipelineInvalidSerializer,
     PipelineSerializer,
@@ -55,6 +57,29 @@ class CanCancelRuns(BasePermission):
 REFERENCE = OpenApiParameter(
     "reference", OpenApiTypes.STR, OpenApiParameter.PATH, description="Pipeline name or id."
 )
+KEY_LENGTH = PipelineRun._meta.get_field("idempotency_key").max_length
+IDEMPOTENCY_KEY = OpenApiParameter(
+    "Idempotency-Key",
+    {"type": "string", "maxLength": KEY_LENGTH},
+    OpenApiParameter.HEADER,
+    description=(
+        "A string unique to this request, such as a UUID. Sent again by the same user "
+        "within 24 hours, it returns the run the first request started (200) instead of "
+        "starting another, so a request whose answer was lost can be retried safely."
+    ),
+)
+RUN_LOCATION = OpenApiParameter(
+    "Location",
+    OpenApiTypes.URI,
+    OpenApiParameter.HEADER,
+    response=[200, 202],
+    description="The run's URL, to follow it.",
+)
+TRIGGER_ERRORS = PolymorphicProxySerializer(
+    component_name="TriggerErrors",
+    serializers=[PipelineInvalidSerializer, FieldErrorsSerializer],
+    resource_type_field_name=None,
+)
 
 
 @extend_schema_view(retrieve=extend_schema(parameters=[REFERENCE]))
@@ -81,12 +106,18 @@ class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
         return pipeline
 
     @extend_schema(
-        parameters=[REFERENCE],
+        parameters=[REFERENCE, IDEMPOTENCY_KEY, RUN_LOCATION],
         request=RunTriggerSerializer,
         responses={
+            200: OpenApiResponse(
+                RunSerializer, "The run an earlier request with this Idempotency-Key started."
+            ),
             202: OpenApiResponse(RunSerializer, "Queued for a worker."),
             400: OpenApiResponse(
-                PipelineInvalidSerializer, "The pipeline is invalid or from_step names no step."
+                TRIGGER_ERRORS,
+                "The pipeline is invalid, or from_step names no step or a disabled one "
+                "(`detail` and per-step `errors`); or the body or the Idempotency-Key header "
+                "is malformed (each rejected field or header with its messages).",
             ),
             403: OpenApiResponse(ProblemSerializer, "No permission to start runs."),
             409: OpenApiResponse(ProblemSerializer, "Refused: the pipeline is at its limit."),
@@ -101,23 +132,27 @@ class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
         permission_classes=[IsAuthenticated, CanStartRuns],
     )
     def trigger(self, request, reference=None):
-        """Queue a run of the pipeline; a worker executes it."""
+        """Queue a run of the pipeline; a worker executes it.
+
+        A request repeating the Idempotency-Key of an earlier one gets that run back.
+        """
         pipeline = self.get_object()
         options = self.get_serializer(data=request.data)
         options.is_valid(raise_exception=True)
+        key = _idempotency_key(request)
         try:
             run = start_run(
                 pipeline,
                 trigger=RunTrigger.API,
                 user=request.user,
                 from_step=options.validated_data.get("from_step"),
+                idempotency_key=key,
             )
         except PipelineInvalid as exc:
             return _invalid(exc)
         except PipelineBusy as exc:
             raise Conflict(str(exc)) from None
-        data = RunSerializer(run, context=self.get_serializer_context()).data
-        return Response(data, status=status.HTTP_202_ACCEPTED, headers={"Location": data["url"]})
+        return _triggered(run, self.get_serializer_context())
 
 
 @extend_schema_view(
@@ -166,6 +201,22 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
         if "status" in query.validated_data:
             runs = runs.filter(status=query.validated_data["status"])
         return runs
+
+
+def _idempotency_key(request) -> str:
+    key = request.headers.get("Idempotency-Key", "")
+    if len(key) > KEY_LENGTH:
+        message = f"Ensure this header has no more than {KEY_LENGTH} characters."
+        raise ValidationError({"Idempotency-Key": [message]})
+    return key
+
+
+def _triggered(run: PipelineRun, context: dict) -> Response:
+    """202 for a new run; 200 for the one an earlier request with the same key started."""
+    data = RunSerializer(run, context=context).data
+    code = status.HTTP_200_OK if getattr(run, "replayed", False) else status.HTTP_202_ACCEPTED
+    # The url is DRF's Hyperlink, a str subclass; WSGI servers accept only str itself.
+    return Response(data, status=code, headers={"Location": str(data["url"])})
 
 
 def _invalid(exc: PipelineInvalid) -> Response:

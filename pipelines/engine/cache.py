@@ -81,7 +81,16 @@ class StepCache:
     def meta_path(self, order: int) -> Path:
         return self.path(order).with_suffix(".json")
 
-    def save(self, order: int, context: dict, fingerprint: Fingerprint, summary: dict) -> None:
+    def save(
+        self,
+        order: int,
+        context: dict,
+        fingerprint: Fingerprint,
+        summary: dict,
+        source: dict | None = None,
+    ) -> None:
+        """Write a step's context; `source` records what it read (version, time) for replays
+        and pages to judge its freshness by, without querying the source again."""
         self.directory.mkdir(parents=True, exist_ok=True)
         target = self.path(order)
         data_tmp = self._temp_path(target)
@@ -96,6 +105,7 @@ class StepCache:
                 "mac": mac,
                 "written_at": timezone.now().isoformat(),
                 "summary": summary,
+                "source": source or {},
             }
             meta_tmp = self._temp_path(self.meta_path(order))
             meta_tmp.write_text(json.dumps(meta))

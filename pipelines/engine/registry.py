@@ -5,6 +5,7 @@ as a pydantic model: validation, the step form and the documented schema all com
 """
 
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict
@@ -19,6 +20,22 @@ class StepParams(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+@dataclass(frozen=True)
+class DataReferences:
+    """The datasets and data sources a step's params name, as written (name, name@v or id)."""
+
+    datasets: tuple[str | int, ...] = ()
+    sources: tuple[str | int, ...] = ()
+
+
+@dataclass(frozen=True)
+class SourceCheck:
+    """Whether a replay may reuse a step's cached read of its source, and the rule that said."""
+
+    reuse: bool
+    reason: str
+
+
 class StepType:
     """Base class of step types.
 
@@ -31,19 +48,40 @@ class StepType:
     Params: ClassVar[type[StepParams]] = StepParams
     requires: ClassVar[tuple[str, ...]] = ("data",)
     produces: ClassVar[tuple[str, ...]] = ("data",)
+    # Steps reading a database, whose changes no cheap checksum shows: a run from the
+    # first step always reads them again, and a replay asks `check_source` first.
+    reads_live_source: ClassVar[bool] = False
 
     @classmethod
     def required_keys(cls, params: dict) -> tuple[str, ...]:
         """The context keys a step with these (valid) params reads; `requires` by default."""
         return cls.requires
 
+    @classmethod
+    def references(cls, params: dict) -> DataReferences:
+        """The datasets and data sources that stored, possibly invalid, params name.
+
+        What keeps a dataset or a data source from being deleted while a pipeline uses it.
+        """
+        return DataReferences()
+
     def source_version(self, params: StepParams) -> str:
         """What identifies the data this step reads (e.g. a dataset checksum).
 
-        It feeds the cache fingerprint, so a changed source makes the cache stale.
-        Steps that read only the context return an empty string.
+        It feeds the cache fingerprint, so a changed source makes the cache stale. It is
+        computed for pages too, so it never queries a data source. Steps that read only
+        the context return an empty string.
         """
         return ""
+
+    def check_source(self, params: StepParams, last_read: dict) -> SourceCheck:
+        """Whether a replay may reuse this step's cached read (`reads_live_source` steps).
+
+        The engine calls it only when it considers reusing the cache in a replay, never
+        for a page. `last_read` is what the step put in the context's `_source` when it
+        ran (e.g. {"version": ..., "read_at": ...}); empty when nothing was recorded.
+        """
+        return SourceCheck(True, "its fingerprint matches")
 
     def run(self, context: Context, params: StepParams, log: Log) -> Context:
         """Read `requires` from the context, return it with `produces` set."""
@@ -69,6 +107,12 @@ def get_step_type(slug: str) -> StepType:
         return STEP_TYPES[slug]()
     except KeyError:
         raise UnknownStepType(f"unknown step type {slug!r}") from None
+
+
+def named_in(params: dict, key: str) -> tuple[str | int, ...]:
+    """The reference (a name or an id) that stored params hold under `key`, if any."""
+    value = params.get(key) if isinstance(params, dict) else None
+    return (value,) if isinstance(value, str | int) and not isinstance(value, bool) else ()
 
 
 def parameter_summary(step_class: type[StepType]) -> list[dict]:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from django.utils import timezone
 
 from experiments import tracking
+from mlops_site import db_retry
 from pipelines.choices import StepRunStatus
 from pipelines.engine.cache import CacheRefused, Fingerprint, StepCache
 from pipelines.engine.context import frame_shape, output_key
@@ -67,16 +68,16 @@ class PipelineEngine:
             tracked = self._start_tracking()
             tracked.log_params(tracking.flatten_params([s.definition for s in steps]))
             for step in steps[first:]:
-                if run.cancel_was_requested():
+                if db_retry.call(run.cancel_was_requested):
                     raise RunCancelled(step)
                 context = self._run_step(step, context, tracked)
             metrics = context.get("metrics", {})
-            if run.mark_succeeded(metrics):
-                run.append_log(f"Run succeeded. Metrics: {_format_metrics(metrics)}")
+            if db_retry.call(run.mark_succeeded, metrics):
+                self._log(f"Run succeeded. Metrics: {_format_metrics(metrics)}")
         except RunCancelled as exc:
             self._skip_remaining(exc.step.order)
-            if run.mark_cancelled(f"Cancelled before {exc.step.label}."):
-                run.append_log(f"Run cancelled before {exc.step.label}; finished steps are kept.")
+            if db_retry.call(run.mark_cancelled, f"Cancelled before {exc.step.label}."):
+                self._log(f"Run cancelled before {exc.step.label}; finished steps are kept.")
         except Exception as exc:
             self._fail(exc)
         finally:
@@ -87,33 +88,71 @@ class PipelineEngine:
     def _resume_point(self, steps: list[PlannedStep], start_at: int | None) -> tuple[int, Context]:
         """Index of the first step to execute and the context it starts from."""
         if start_at is None:
-            self.run.append_log(f"Running {len(steps)} step(s).")
+            self._log(f"Running {len(steps)} step(s).")
+            self._log_source_reads(steps)
             return 0, {}
         target = next((i for i, s in enumerate(steps) if s.order >= start_at), len(steps))
         first = target
         for index, step in enumerate(steps[:target]):
             state = self.cache.state(step.order, step.fingerprint)
             if not state.fresh:
-                self.run.append_log(f"Cache of {step.label} is stale: {state.reason}.")
+                self._log(f"Cache of {step.label} is stale: {state.reason}.")
                 first = index
                 break
+            if not self._source_unchanged(step, state.meta):
+                first = index
+                break
+        if target == 0:
+            self._log_source_reads(steps)
         context: Context = {}
         if first > 0:
             try:
                 context = self.cache.load(steps[first - 1].order, steps[first - 1].fingerprint)
             except CacheRefused as exc:
-                self.run.append_log(f"{exc}; running every step.")
+                self._log(f"{exc}; running every step.")
                 first = 0
         for step in steps[:first]:
             self._record_reused(step)
         start_label = steps[first].label if first < len(steps) else "the end"
-        self.run.append_log(f"Starting from {start_label}.")
+        self._log(f"Starting from {start_label}.")
         return first, context
+
+    def _log_source_reads(self, steps: list[PlannedStep]) -> None:
+        for step in steps:
+            if step.step_type.reads_live_source:
+                self._log(
+                    f"{step.label}: re-read: a run from the first step always reads its source."
+                )
+
+    def _source_unchanged(self, step: PlannedStep, meta: dict) -> bool:
+        """Whether a replay may reuse the cached read of a step reading a database; only
+        asked here, when its cache would be reused, so pages never query a source."""
+        if not step.step_type.reads_live_source:
+            return True
+        check = step.step_type.check_source(step.params, meta.get("source") or {})
+        verdict = "reused" if check.reuse else "re-read"
+        self._log(f"{step.label}: {verdict}: {check.reason}.")
+        return check.reuse
+
+    def _log(self, message: str) -> None:
+        db_retry.call(self.run.append_log, message)
+
+    def _create_step_run(self, **fields) -> StepRun:
+        """Insert a StepRun, waiting out a database outage. An insert whose reply was
+        lost may have committed: a later attempt takes the row it finds."""
+        attempts = 0
+
+        def create() -> StepRun:
+            nonlocal attempts
+            attempts += 1
+            found = attempts > 1 and self.run.step_runs.filter(order=fields["order"]).first()
+            return found or StepRun.objects.create(run=self.run, **fields)
+
+        return db_retry.call(create)
 
     def _record_reused(self, step: PlannedStep) -> None:
         summary = (self.cache.read_meta(step.order) or {}).get("summary", {})
-        StepRun.objects.create(
-            run=self.run,
+        self._create_step_run(
             order=step.order,
             step_type=step.step_type.slug,
             name=step.definition.get("name", ""),
@@ -123,7 +162,7 @@ class PipelineEngine:
             fingerprint=step.fingerprint.digest,
             summary=summary,
         )
-        self.run.append_log(f"Reused the cached output of {step.label}.")
+        self._log(f"Reused the cached output of {step.label}.")
 
     def _start_tracking(self) -> tracking.TrackedRun:
         run = self.run
@@ -138,13 +177,12 @@ class PipelineEngine:
             },
         )
         run.mlflow_run_id = tracked.run_id
-        type(run).objects.filter(pk=run.pk).update(mlflow_run_id=tracked.run_id)
+        db_retry.call(type(run).objects.filter(pk=run.pk).update, mlflow_run_id=tracked.run_id)
         return tracked
 
     def _run_step(self, step: PlannedStep, context: Context, tracked) -> Context:
         rows_in, columns_in = frame_shape(context)
-        step_run = StepRun.objects.create(
-            run=self.run,
+        step_run = self._create_step_run(
             order=step.order,
             step_type=step.step_type.slug,
             name=step.definition.get("name", ""),
@@ -154,7 +192,7 @@ class PipelineEngine:
             columns_in=columns_in,
             fingerprint=step.fingerprint.digest,
         )
-        self.run.append_log(f"Running {step.label}.")
+        self._log(f"Running {step.label}.")
         inputs = context.get("data")
         try:
             with warnings.catch_warnings(record=True) as caught:
@@ -162,21 +200,22 @@ class PipelineEngine:
                 context = step.step_type.run(dict(context), step.params, self._step_log(step))
             rows_out, columns_out = frame_shape(context, output_key(step.step_type.produces))
             summary = {"rows": rows_out, "columns": columns_out, **context.pop("_summary", {})}
+            source = context.pop("_source", None)
             self._report_warnings(step, caught, summary)
             self._track_outputs(step, context, inputs, summary, tracked)
-            self.cache.save(step.order, context, step.fingerprint, summary)
+            self.cache.save(step.order, context, step.fingerprint, summary, source)
         except Exception as exc:
             step_run.status = StepRunStatus.FAILED
             step_run.summary = {"error": str(exc)}
             step_run.finished_at = timezone.now()
-            step_run.save()
+            db_retry.call(step_run.save)
             raise StepFailed(step, exc) from exc
         step_run.status = StepRunStatus.SUCCEEDED
         step_run.rows_out, step_run.columns_out = rows_out, columns_out
         step_run.summary = summary
         step_run.finished_at = timezone.now()
-        step_run.save()
-        self.run.append_log(f"Finished {step.label}: {_format_shape(rows_out, columns_out)}.")
+        db_retry.call(step_run.save)
+        self._log(f"Finished {step.label}: {_format_shape(rows_out, columns_out)}.")
         return context
 
     def _report_warnings(self, step: PlannedStep, caught: list, summary: dict) -> None:
@@ -187,13 +226,13 @@ class PipelineEngine:
             return
         summary["warnings"] = messages[:MAX_WARNINGS]
         for message in summary["warnings"]:
-            self.run.append_log(f"{step.label}: warning: {message}")
+            self._log(f"{step.label}: warning: {message}")
         if len(messages) > MAX_WARNINGS:
-            self.run.append_log(f"{step.label}: {len(messages) - MAX_WARNINGS} more warning(s).")
+            self._log(f"{step.label}: {len(messages) - MAX_WARNINGS} more warning(s).")
 
     def _step_log(self, step: PlannedStep):
         def log(message: str) -> None:
-            self.run.append_log(f"{step.label}: {message}")
+            self._log(f"{step.label}: {message}")
 
         return log
 
@@ -217,7 +256,7 @@ class PipelineEngine:
             rows = inputs if inputs is not None else context["data"]
             example = rows[list(model.feature_names_in_)].head(5)
             context["model_uri"] = tracked.log_sklearn_model(model, example)
-            self.run.append_log(f"{step.label}: model logged to MLflow as {context['model_uri']}")
+            self._log(f"{step.label}: model logged to MLflow as {context['model_uri']}")
 
     def _fail(self, exc: Exception) -> None:
         run = self.run
@@ -228,18 +267,17 @@ class PipelineEngine:
             message = f"{type(exc).__name__}: {exc}"
             trace = traceback.format_exc()
         self._skip_remaining(exc.step.order if isinstance(exc, StepFailed) else None)
-        if run.mark_failed(message, trace):
-            run.append_log(f"Run failed: {message}")
+        if db_retry.call(run.mark_failed, message, trace):
+            self._log(f"Run failed: {message}")
 
     def _skip_remaining(self, failed_order: int | None) -> None:
-        done = set(self.run.step_runs.values_list("order", flat=True))
+        done = set(db_retry.call(list, self.run.step_runs.values_list("order", flat=True)))
         for step in self.run.definition.get("steps", []):
             if step["order"] in done or not step.get("enabled", True):
                 continue
             if failed_order is not None and step["order"] < failed_order:
                 continue
-            StepRun.objects.create(
-                run=self.run,
+            self._create_step_run(
                 order=step["order"],
                 step_type=step["type"],
                 name=step.get("name", ""),

@@ -410,6 +410,10 @@ class DatePartsParams(StepParams):
     )
 
 
+# Part names users pick -> pandas accessors (`weekday` is deprecated in pandas 3.1).
+_DATE_ACCESSORS = {"weekday": "day_of_week"}
+
+
 @register
 class DateParts(FrameStep):
     """Add number columns for parts of a datetime column: year, month, weekday..."""
@@ -423,7 +427,10 @@ class DateParts(FrameStep):
         require_columns(frame, [column], "column")
         require_datetime(frame, column, "column")
         values = frame[column].dt
-        parts = {f"{column}_{part}": getattr(values, part).astype("Int64") for part in params.parts}
+        parts = {
+            f"{column}_{part}": getattr(values, _DATE_ACCESSORS.get(part, part)).astype("Int64")
+            for part in params.parts
+        }
         frame = frame.assign(**parts)
         return frame.drop(columns=column) if params.drop_original else frame
 

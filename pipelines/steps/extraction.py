@@ -8,7 +8,7 @@ from pydantic import Field, PositiveInt, field_validator
 from datasources.models import Dataset
 from datasources.services import read_dataset
 from pipelines.choices import StepKind
-from pipelines.engine.registry import StepParams, StepType, register
+from pipelines.engine.registry import DataReferences, StepParams, StepType, named_in, register
 
 
 class CsvParams(StepParams):
@@ -33,6 +33,10 @@ class CsvStep(StepType):
     label = "Uploaded CSV dataset"
     Params = CsvParams
     requires = ()
+
+    @classmethod
+    def references(cls, params: dict) -> DataReferences:
+        return DataReferences(datasets=named_in(params, "dataset"))
 
     def source_version(self, params: CsvParams) -> str:
         return Dataset.objects.resolve(params.dataset).checksum

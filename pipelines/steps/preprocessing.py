@@ -139,7 +139,10 @@ class FillNa(FrameStep):
 
 def _filled(series: pd.Series, params: FillNaParams) -> pd.Series:
     if params.strategy == "value":
-        return series.fillna(params.value)
+        value = params.value
+        if pd.api.types.is_string_dtype(series.dtype) and not isinstance(value, str):
+            value = str(value)  # a text column keeps its type: 0 fills as "0"
+        return series.fillna(value)
     if params.strategy in ("ffill", "bfill"):
         return getattr(series, params.strategy)()
     if params.strategy == "mode":

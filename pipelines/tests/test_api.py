@@ -49,6 +49,18 @@ def viewer_api(django_user_model):
 
 
 @pytest.fixture
+def api_with(django_user_model):
+    """A token client for a new user holding only the given permissions."""
+
+    def make(*codenames: str) -> APIClient:
+        user = django_user_model.objects.create_user("-".join(codenames))
+        user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
+        return token_client(user)
+
+    return make
+
+
+@pytest.fixture
 def iris(make_pipeline):
     return make_pipeline(IRIS_STEPS, name="iris")
 
@@ -164,6 +176,89 @@ def test_trigger_without_the_add_permission_is_403(viewer_api, iris):
     assert response.data["detail"] == (
         "Starting a run needs the pipelines.add_pipelinerun permission."
     )
+    assert not PipelineRun.objects.exists()
+
+
+def test_trigger_needs_the_add_permission_not_the_change_one(api_with, iris):
+    change_only = api_with("change_pipelinerun").post(trigger_url(iris))
+    add_only = api_with("add_pipelinerun").post(trigger_url(iris))
+
+    assert change_only.status_code == 403
+    assert "pipelines.add_pipelinerun" in change_only.data["detail"]
+    assert add_only.status_code == 202
+    assert PipelineRun.objects.count() == 1
+
+
+def test_trigger_again_with_its_idempotency_key_returns_the_first_run_with_200(api, iris):
+    first = api.post(trigger_url(iris), {}, format="json", HTTP_IDEMPOTENCY_KEY="order-17")
+
+    again = api.post(trigger_url(iris), {}, format="json", HTTP_IDEMPOTENCY_KEY="order-17")
+    other = api.post(trigger_url(iris), {}, format="json", HTTP_IDEMPOTENCY_KEY="order-18")
+
+    assert (first.status_code, again.status_code, other.status_code) == (202, 200, 202)
+    assert again.data == first.data
+    assert again["Location"] == first["Location"]
+    assert other.data["id"] != first.data["id"]
+    assert PipelineRun.objects.count() == 2
+
+
+def test_trigger_retried_with_its_idempotency_key_is_not_refused_by_its_own_run(api, make_pipeline):
+    pipeline = make_pipeline(IRIS_STEPS, name="strict", concurrency_policy="refuse")
+    first = api.post(trigger_url(pipeline), HTTP_IDEMPOTENCY_KEY="retry-me")
+
+    retry = api.post(trigger_url(pipeline), HTTP_IDEMPOTENCY_KEY="retry-me")
+
+    assert retry.status_code == 200
+    assert retry.data["id"] == first.data["id"]
+
+
+def test_another_users_idempotency_key_starts_its_own_run(api, api_with, iris):
+    mine = api.post(trigger_url(iris), HTTP_IDEMPOTENCY_KEY="shared")
+
+    theirs = api_with("add_pipelinerun").post(trigger_url(iris), HTTP_IDEMPOTENCY_KEY="shared")
+
+    assert theirs.status_code == 202
+    assert theirs.data["id"] != mine.data["id"]
+
+
+def test_an_idempotency_key_over_255_characters_is_400_naming_the_header(api, iris):
+    response = api.post(trigger_url(iris), HTTP_IDEMPOTENCY_KEY="k" * 256)
+
+    assert response.status_code == 400
+    assert response.data["Idempotency-Key"] == [
+        "Ensure this header has no more than 255 characters."
+    ]
+    assert not PipelineRun.objects.exists()
+    assert api.post(trigger_url(iris), HTTP_IDEMPOTENCY_KEY="k" * 255).status_code == 202
+
+
+def test_trigger_with_an_unknown_field_is_400_naming_it(api, iris):
+    response = api.post(trigger_url(iris), {"from_stepp": 2}, format="json")
+
+    assert response.status_code == 400
+    assert response.data == {"from_stepp": ["Unknown field; a trigger accepts: from_step."]}
+    assert not PipelineRun.objects.exists()
+
+
+def test_trigger_from_the_browsable_api_form_is_not_refused_for_its_csrf_token(
+    client, integrator, iris
+):
+    client.force_login(integrator)
+
+    response = client.post(trigger_url(iris), {"from_step": 2, "csrfmiddlewaretoken": "t"})
+
+    assert response.status_code == 202
+
+
+def test_trigger_from_a_disabled_step_is_400_naming_step_and_field(api, iris):
+    PipelineStep.objects.filter(pipeline=iris, order=2).update(enabled=False)
+
+    response = api.post(trigger_url(iris), {"from_step": 2}, format="json")
+
+    assert response.status_code == 400
+    assert response.data["errors"] == [
+        {"step": 2, "field": "from_step", "message": "this step is disabled"}
+    ]
     assert not PipelineRun.objects.exists()
 
 
@@ -285,6 +380,17 @@ def test_cancel_without_the_change_permission_is_403(viewer_api, iris):
     assert run.status == RunStatus.QUEUED
 
 
+def test_cancel_with_only_the_add_permission_is_403(api_with, iris):
+    run = runs.start_run(iris)
+
+    response = api_with("add_pipelinerun").post(f"/api/runs/{run.pk}/cancel/")
+
+    assert response.status_code == 403
+    assert "pipelines.change_pipelinerun" in response.data["detail"]
+    run.refresh_from_db()
+    assert run.status == RunStatus.QUEUED
+
+
 def test_data_source_secret_is_in_no_response_nor_run_snapshot(api, make_pipeline):
     secret = "correct-horse-battery-staple"
     source = save_source(
@@ -315,7 +421,9 @@ def test_schema_validates_and_documents_the_run_trigger(api, tmp_path, client, a
 
     schema = json.loads(path.read_text())
     trigger = schema["paths"]["/api/pipelines/{reference}/runs/"]["post"]
-    assert set(trigger["responses"]) == {"202", "400", "403", "409"}
+    assert set(trigger["responses"]) == {"200", "202", "400", "403", "409"}
+    header = next(p for p in trigger["parameters"] if p["in"] == "header")
+    assert (header["name"], header["schema"]["maxLength"]) == ("Idempotency-Key", 255)
     assert api.get("/api/schema/").status_code == 200
     client.force_login(admin_user)
     docs = client.get("/api/docs/")

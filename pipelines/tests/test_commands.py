@@ -157,6 +157,37 @@ def test_seed_demo_creates_pipelines_that_run(db):
     assert run.metrics["accuracy"] > 0.9
     assert tracking.get_run(run.mlflow_run_id)["metrics"]["accuracy"] > 0.9
     assert run.step_runs.get(order=2).rows_out < run.step_runs.get(order=1).rows_out
+    assert tracking.resolve_model_version("models:/breast-cancer-classifier@champion") == (
+        "models:/breast-cancer-classifier/1"
+    )
+
+
+def test_seed_demo_run_queues_each_demo_pipeline_once(db):
+    output = call("seed_demo", "--run")
+
+    queued = PipelineRun.objects.filter(status=RunStatus.QUEUED)
+    assert sorted(queued.values_list("pipeline__name", flat=True)) == [
+        "breast-cancer-classifier",
+        "diabetes-regressor",
+    ]
+    assert "Queued run #" in output
+    assert "Queued" not in call("seed_demo", "--run")  # they have a run now
+    assert PipelineRun.objects.count() == 2
+
+
+def test_create_integration_user_prints_a_token_that_can_start_runs(classifier_pipeline):
+    from rest_framework.test import APIClient
+
+    token = call("create_integration_user", "ci-bot").strip()
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
+
+    response = client.post("/api/pipelines/classifier/runs/", {}, format="json")
+
+    assert response.status_code == 202, response.content
+    assert PipelineRun.objects.get().started_by.username == "ci-bot"
+    assert not get_user_model().objects.get(username="ci-bot").has_usable_password()
+    assert call("create_integration_user", "ci-bot").strip() == token  # same token again
 
 
 @pytest.mark.slow

@@ -192,6 +192,24 @@ def test_tampered_cache_file_is_refused_and_steps_rerun(classifier_pipeline, iso
     assert statuses(replay) == [(i, StepRunStatus.SUCCEEDED) for i in (1, 2, 3, 4)]
 
 
+def test_cache_written_under_another_secret_key_is_refused_unread(
+    classifier_pipeline, settings, monkeypatch
+):
+    run_now(classifier_pipeline)
+    settings.SECRET_KEY = "another-" + settings.SECRET_KEY
+    monkeypatch.setattr("pipelines.engine.cache.joblib.load", refuse_to_unpickle)
+
+    replay = run_now(classifier_pipeline, from_step=3)
+
+    assert replay.status == RunStatus.SUCCEEDED, replay.error_message
+    assert "cache of step 2 failed its integrity check; running every step." in replay.logs
+    assert statuses(replay) == [(i, StepRunStatus.SUCCEEDED) for i in (1, 2, 3, 4)]
+
+
+def refuse_to_unpickle(*args, **kwargs):
+    raise AssertionError("a cache file was unpickled")
+
+
 def test_planted_cache_file_with_forged_record_is_refused(classifier_pipeline, isolated_storage):
     run_now(classifier_pipeline)
     cache = StepCache(classifier_pipeline.pk)

@@ -184,6 +184,7 @@ def test_a_due_tick_starts_one_run_triggered_by_the_schedule(classifier_pipeline
     assert schedule.next_tick_at == at(2026, 5, 1, 11)
 
 
+@pytest.mark.database
 def test_firing_twice_for_the_same_moment_makes_one_run(classifier_pipeline):
     make_schedule(classifier_pipeline, at(2026, 5, 1, 10))
 
@@ -195,6 +196,7 @@ def test_firing_twice_for_the_same_moment_makes_one_run(classifier_pipeline):
     assert ScheduleTick.objects.count() == 1
 
 
+@pytest.mark.database
 def test_a_tick_another_scheduler_recorded_starts_no_second_run(classifier_pipeline):
     schedule = make_schedule(classifier_pipeline, at(2026, 5, 1, 10))
     # The other scheduler inserted the tick row (and started its run) first.
@@ -210,6 +212,7 @@ def test_a_tick_another_scheduler_recorded_starts_no_second_run(classifier_pipel
     assert schedule.next_tick_at == at(2026, 5, 1, 11)
 
 
+@pytest.mark.database
 def test_a_stale_schedule_object_cannot_fire_a_tick_twice(classifier_pipeline):
     schedule = make_schedule(classifier_pipeline, at(2026, 5, 1, 10))
     schedules.fire_due_ticks(now=at(2026, 5, 1, 10, 0, 5))
@@ -219,6 +222,7 @@ def test_a_stale_schedule_object_cannot_fire_a_tick_twice(classifier_pipeline):
     assert PipelineRun.objects.count() == 1
 
 
+@pytest.mark.database
 @pytest.mark.django_db(transaction=True)
 def test_two_schedulers_at_once_start_one_run(classifier_pipeline):
     make_schedule(classifier_pipeline, at(2026, 5, 1, 10))
@@ -619,3 +623,12 @@ def test_admin_add_form_validates_the_rule(admin_client, classifier_pipeline):
     assert response.status_code == 302
     schedule = PipelineSchedule.objects.get()
     assert schedule.next_tick_at.astimezone(PARIS).hour == 6
+
+
+def test_a_tick_names_its_time_in_the_schedule_time_zone(classifier_pipeline):
+    schedule = make_schedule(
+        classifier_pipeline, at(2026, 5, 2, 4), cron="0 6 * * *", timezone="Europe/Paris"
+    )
+    tick = ScheduleTick(schedule=schedule, tick_at=at(2026, 5, 1, 4), outcome=TickOutcome.STARTED)
+
+    assert "@ 2026-05-01 06:00 CEST started" in str(tick)

@@ -1,9 +1,17 @@
 import pandas as pd
 import pytest
 
+from datasources.services import pipelines_using
 from pipelines import runs
 from pipelines.choices import RunStatus
-from pipelines.engine.registry import get_step_type
+from pipelines.engine.registry import (
+    STEP_TYPES,
+    DataReferences,
+    StepParams,
+    StepType,
+    get_step_type,
+    named_in,
+)
 from pipelines.tests.helpers import rejected, run_step
 
 pytestmark = pytest.mark.django_db
@@ -122,3 +130,42 @@ def test_sklearn_dataset_rejects_other_names(name):
     error = rejected("sklearn_dataset", name=name)[0]
     assert error["loc"] == ("name",)
     assert "'iris', 'wine', 'breast_cancer' or 'diabetes'" in error["msg"]
+
+
+def test_csv_names_the_dataset_it_reads():
+    csv = get_step_type("csv")
+
+    assert csv.references({"dataset": "people@2"}) == DataReferences(datasets=("people@2",))
+    assert csv.references({"dataset": 7}) == DataReferences(datasets=(7,))
+    assert csv.references({"dataset": True}) == csv.references({}) == DataReferences()
+
+
+class LookupParams(StepParams):
+    table: str
+
+
+class LookupStep(StepType):
+    """A plug-in step joining the data with another dataset."""
+
+    slug = "test_lookup"
+    kind = "preprocessing"
+    Params = LookupParams
+
+    @classmethod
+    def references(cls, params: dict) -> DataReferences:
+        return DataReferences(datasets=named_in(params, "table"))
+
+
+def test_pipelines_using_a_dataset_asks_every_step_type(make_dataset, make_pipeline, monkeypatch):
+    monkeypatch.setitem(STEP_TYPES, LookupStep.slug, LookupStep)
+    make_dataset(PEOPLE, "people")
+    cities = make_dataset(PEOPLE[["city"]], "cities")
+    make_pipeline(
+        [
+            {"type": "csv", "params": {"dataset": "people"}},
+            {"type": "test_lookup", "params": {"table": "cities"}},
+        ],
+        name="with-lookup",
+    )
+
+    assert pipelines_using(cities) == ["with-lookup"]

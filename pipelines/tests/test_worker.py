@@ -1,7 +1,8 @@
 """Runs through real `manage.py qcluster` processes, with the ORM broker and with Redis.
 
 The cluster is stopped with SIGTERM to its main process, as an operator would; the
-"machine lost" test kills its whole process group with SIGKILL instead.
+"machine lost" test kills its whole process group with SIGKILL instead. The last test
+forks the engine from the test process itself (`supervise`).
 """
 
 import os
@@ -17,7 +18,7 @@ from django.conf import settings as django_settings
 from django.db import connection
 
 from conftest import require_service
-from pipelines import runs
+from pipelines import runs, supervisor
 from pipelines.choices import RunStatus, StepRunStatus
 from pipelines.engine.registry import STEP_TYPES
 from pipelines.models import PipelineRun
@@ -250,10 +251,11 @@ def test_failing_run_is_retried_with_backoff_then_failed(cluster_factory, make_p
 
     first = runs.start_run(pipeline)
 
-    wait_for(
-        lambda: PipelineRun.objects.filter(attempt=3, status="failed").exists(),
-        message="3 attempts",
-    )
+    def third_attempt_failed():
+        runs.dispatch_due_retries()  # the reaper's job, each minute; here each poll
+        return PipelineRun.objects.filter(attempt=3, status="failed").exists()
+
+    wait_for(third_attempt_failed, message="3 attempts")
     attempts = list(PipelineRun.objects.order_by("pk"))
     assert [(r.attempt, r.status) for r in attempts] == [
         (1, "failed"),
@@ -281,3 +283,30 @@ def test_triggers_while_active_run_one_at_a_time(cluster_factory, make_pipeline)
     )
     spans = sorted(PipelineRun.objects.values_list("started_at", "finished_at"))
     assert all(later[0] >= earlier[1] for earlier, later in zip(spans, spans[1:], strict=False))
+
+
+def own_children() -> list[int]:
+    """This process's children, zombies included: they stay listed until reaped."""
+    paths = Path(f"/proc/{os.getpid()}/task").glob("*/children")
+    return sorted(int(pid) for path in paths for pid in path.read_text().split())
+
+
+def test_engine_is_killed_and_reaped_when_watching_it_fails(make_pipeline, monkeypatch):
+    run = runs.start_run(sleep_pipeline(make_pipeline, seconds=30))
+    assert run.claim()
+    engines = []
+
+    def broken_watch(watch):
+        wait_for(lambda: run.step_runs.filter(status="running").exists(), message="step 1")
+        engines.append(watch.child.pid)
+        raise RuntimeError("the watch failed")
+
+    monkeypatch.setattr(supervisor._Watch, "until_done", broken_watch)
+    before = own_children()
+
+    with pytest.raises(RuntimeError, match="the watch failed"):
+        supervisor.supervise(run)
+
+    assert own_children() == before
+    with pytest.raises(ProcessLookupError):
+        os.kill(engines[0], 0)

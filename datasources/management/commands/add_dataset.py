@@ -15,17 +15,24 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("file", help="Path of the .csv, .parquet or .xlsx file.")
         parser.add_argument("--name", help="Dataset name; defaults to the file name's stem.")
+        parser.add_argument(
+            "--encoding",
+            default="",
+            help="A CSV file's text encoding (utf-8, cp1252, ...); detected when not given.",
+        )
 
-    def handle(self, *args, file, name, **options):
+    def handle(self, *args, file, name, encoding, **options):
         path = Path(file)
         try:
             with path.open("rb") as handle:
-                dataset = add_dataset(handle, name or path.stem, path.name)
+                dataset = add_dataset(handle, name or path.stem, path.name, encoding=encoding)
         except OSError as exc:
             raise CommandError(f"cannot read {file}: {exc.strerror}") from None
         except ValidationError as exc:
             raise CommandError("; ".join(exc.messages)) from None
+        text = f", {dataset.encoding}, delimiter {dataset.delimiter!r}" if dataset.encoding else ""
         self.stdout.write(
-            f"Added dataset {dataset} (id {dataset.pk}, {dataset.format}): {dataset.row_count} rows, "
-            f"{dataset.column_count} columns, sha256 {dataset.checksum[:12]}"
+            f"Added dataset {dataset} (id {dataset.pk}, {dataset.format}{text}): "
+            f"{dataset.row_count} rows, {dataset.column_count} columns, "
+            f"sha256 {dataset.checksum[:12]}"
         )

@@ -1,0 +1,1 @@
+"""Analyst pages of the pipelines app: pipelines and the editor, runs."""
