@@ -78,6 +78,7 @@ def database_state() -> tuple:
 # The list
 
 
+@pytest.mark.database
 def test_list_row_shows_link_description_steps_last_run_and_next_tick(
     analyst_client, iris, settings
 ):
@@ -122,6 +123,7 @@ def test_never_run_and_unscheduled_pipelines_say_so(analyst_client, iris):
     assert "not scheduled" in page
 
 
+@pytest.mark.database
 def test_search_by_name_and_filter_by_last_run_status(analyst_client, iris):
     make_pipelines(2)
     failed = services.create_pipeline("iris-failing", steps=[LOAD])
@@ -211,6 +213,7 @@ def test_a_malformed_page_number_shows_the_first_page(analyst_client):
     assert response.status_code == 200 and response.context["page"].number == 1
 
 
+@pytest.mark.database
 def test_query_count_does_not_grow_with_pipelines(analyst_client, django_assert_max_num_queries):
     make_pipelines(3)
     with CaptureQueriesContext(connection) as few:

@@ -162,6 +162,7 @@ def test_definition_diff_is_empty_when_identical_and_unified_otherwise(iris):
     assert '-          "target"' in diff and '+          "sepal"' in diff
 
 
+@pytest.mark.database
 def test_run_progress_returns_only_the_log_after_the_position(iris):
     run = make_run(iris, status=RunStatus.RUNNING, logs="first line\nsecond line\n")
 
@@ -199,6 +200,7 @@ def test_run_progress_is_finished_only_once_the_last_log_lines_had_time_to_arriv
 # ---- Runs list ---------------------------------------------------------------------
 
 
+@pytest.mark.database
 def test_list_shows_runs_newest_first_with_every_column(analyst_client, analyst, iris):
     old = make_run(iris, trigger=RunTrigger.SCHEDULE, **ended(RunStatus.FAILED))
     new = make_run(iris, started_by=analyst, start_step=2, **ended(seconds=72))
@@ -235,6 +237,7 @@ def test_list_shows_created_times_in_the_current_time_zone(analyst_client, iris,
     assert "2026-01-15 13:00 CET" in analyst_client.get("/runs/").content.decode()
 
 
+@pytest.mark.database
 def test_list_filters_by_pipeline_status_trigger_user_and_dates(
     analyst_client, analyst, iris, make_pipeline
 ):
@@ -304,6 +307,7 @@ def test_list_with_filters_matching_nothing_offers_to_clear_them(analyst_client,
     assert "No runs match these filters." in page and "clear the filters" in page
 
 
+@pytest.mark.database
 def test_list_query_count_does_not_grow_with_runs(
     analyst_client, iris, analyst, django_assert_max_num_queries
 ):
@@ -459,6 +463,7 @@ def test_unknown_run_is_404(analyst_client, db):
 # ---- The progress fragment ---------------------------------------------------------
 
 
+@pytest.mark.database
 def test_progress_sends_only_new_log_lines_and_keeps_polling_while_running(analyst_client, iris):
     run = make_run(iris, status=RunStatus.RUNNING, logs="old line\n")
     run.append_log("new line")
