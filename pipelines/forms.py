@@ -28,7 +28,8 @@ def step_type_choices() -> list:
 @cache
 def timezone_choices() -> list[tuple[str, str]]:
     """Every IANA time zone name, UTC first (the default), then sorted."""
-    names = sorted(available_timezones() - {"UTC"})
+    # The system's zone files add aliases that are no IANA names ("localtime", "Factory").
+    names = sorted(available_timezones() - {"UTC", "localtime", "Factory", "posixrules"})
     return [(name, name) for name in ["UTC", *names]]
 
 

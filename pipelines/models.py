@@ -235,6 +235,9 @@ class PipelineRun(models.Model):
     start_step = models.PositiveIntegerField(
         null=True, blank=True, help_text="Order of the step the run was asked to start from."
     )
+    stop_step = models.PositiveIntegerField(
+        null=True, blank=True, help_text="Order of the last step the run was asked to execute."
+    )
     logs = models.TextField(blank=True)
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)

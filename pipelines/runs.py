@@ -32,6 +32,7 @@ def start_run(
     trigger: str = RunTrigger.MANUAL,
     user=None,
     from_step: int | None = None,
+    to_step: int | None = None,
     wait: bool = False,
     idempotency_key: str = "",
 ) -> PipelineRun:
@@ -42,10 +43,13 @@ def start_run(
     `wait` (the command line) it executes in this process and needs a free slot.
     An `idempotency_key` already used by the same user within a day returns that run,
     with `replayed` set so the caller can say it is not new.
+
+    `from_step` starts at that step, reusing the fresh cache of the steps before it;
+    `to_step` stops after that step. Both together with one order run that step alone.
     """
     definition = pipeline.definition()
     ensure_valid(definition["steps"])
-    _check_start_step(definition["steps"], from_step)
+    _check_step_range(definition["steps"], from_step, to_step)
     with transaction.atomic():
         locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
         earlier = _run_with_key(locked, user, idempotency_key)
@@ -61,6 +65,7 @@ def start_run(
             started_by=user if user and user.is_authenticated else None,
             definition=definition,
             start_step=from_step,
+            stop_step=to_step,
             dispatched_at=timezone.now() if free else None,
             idempotency_key=idempotency_key if user and user.is_authenticated else "",
         )
@@ -74,14 +79,26 @@ def start_run(
     return run
 
 
-def _check_start_step(steps: list[dict], from_step: int | None) -> None:
-    if from_step is None:
-        return
-    step = next((s for s in steps if s["order"] == from_step), None)
+def _check_step_range(steps: list[dict], from_step: int | None, to_step: int | None) -> None:
+    errors = [
+        error
+        for field, order in (("from_step", from_step), ("to_step", to_step))
+        if order is not None
+        for error in _step_choice_errors(steps, field, order)
+    ]
+    if not errors and None not in (from_step, to_step) and to_step < from_step:
+        errors.append(StepError(to_step, "to_step", f"comes before from_step ({from_step})"))
+    if errors:
+        raise PipelineInvalid(errors)
+
+
+def _step_choice_errors(steps: list[dict], field: str, order: int) -> list[StepError]:
+    step = next((s for s in steps if s["order"] == order), None)
     if step is None:
-        raise PipelineInvalid([StepError(from_step, "from_step", "no step has this order")])
+        return [StepError(order, field, "no step has this order")]
     if not step.get("enabled", True):
-        raise PipelineInvalid([StepError(from_step, "from_step", "this step is disabled")])
+        return [StepError(order, field, "this step is disabled")]
+    return []
 
 
 def _run_with_key(pipeline: Pipeline, user, key: str) -> PipelineRun | None:
@@ -116,7 +133,7 @@ def execute_run(run_pk: int, isolated: bool = True) -> PipelineRun | None:
         if isolated:
             supervise(run)
         else:
-            PipelineEngine(run).execute(start_at=run.start_step)
+            PipelineEngine(run).execute(start_at=run.start_step, stop_at=run.stop_step)
         run.refresh_from_db()
         _queue_retry(run)
     finally:
@@ -257,6 +274,7 @@ def _queue_retry(run: PipelineRun) -> PipelineRun | None:
         started_by=run.started_by,
         definition=run.definition,
         start_step=run.start_step,
+        stop_step=run.stop_step,
         attempt=run.attempt + 1,
         retry_of=run,
         not_before=not_before,

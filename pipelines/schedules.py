@@ -206,6 +206,33 @@ def resume_schedule(schedule: PipelineSchedule, now: datetime | None = None) -> 
     return schedule
 
 
+def preview_ticks(
+    cron: str | None,
+    timezone: str,
+    interval_seconds: int | None,
+    count: int = 5,
+    now: datetime | None = None,
+) -> list[datetime]:
+    """The first `count` ticks after `now` of a rule not saved yet, in its time zone.
+
+    Raises ValidationError keyed by field, as `validate_schedule` does. The ticks are those
+    `create_schedule` would give a schedule created at `now`.
+    """
+    cron = (cron or "").strip()
+    validate_schedule(cron, timezone, interval_seconds)
+    rule = PipelineSchedule(cron=cron, timezone=timezone, interval_seconds=interval_seconds)
+    zone, tick, ticks = _zone(timezone), now or django_timezone.now(), []
+    for _ in range(count):
+        tick = next_tick(rule, tick)
+        ticks.append(tick.astimezone(zone))
+    return ticks
+
+
+def delete_schedule(schedule: PipelineSchedule) -> None:
+    """Delete a schedule and its tick history; the runs its ticks started are kept."""
+    schedule.delete()
+
+
 # -- Firing ------------------------------------------------------------------------------
 
 

@@ -3,7 +3,8 @@
 Files are written to a temporary name and renamed into place, so a reader never sees
 half a file. Beside each file a small JSON record holds the step's fingerprint and an
 HMAC (keyed by SECRET_KEY) of the fingerprint and the file's bytes: a planted or edited
-file fails the check and is never unpickled.
+file fails the check and is never unpickled. The record also names the columns of the data
+passed on, so the editor can suggest them without loading the file.
 """
 
 import hashlib
@@ -15,10 +16,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import joblib
+import pandas as pd
 from django.conf import settings
 from django.utils import timezone
 
 _CHUNK = 1024 * 1024
+# Column names recorded beside a cache, for the editor to suggest without unpickling it.
+MAX_RECORDED_COLUMNS = 1000
 
 
 @dataclass(frozen=True)
@@ -106,6 +110,7 @@ class StepCache:
                 "written_at": timezone.now().isoformat(),
                 "summary": summary,
                 "source": source or {},
+                "columns": data_columns(context),
             }
             meta_tmp = self._temp_path(self.meta_path(order))
             meta_tmp.write_text(json.dumps(meta))
@@ -194,6 +199,14 @@ class _MacWriter:
 
     def flush(self) -> None:
         self.handle.flush()
+
+
+def data_columns(context: dict) -> list[str]:
+    """The column names of the data a step passes on (its `data` frame), as text."""
+    frame = context.get("data")
+    if not isinstance(frame, pd.DataFrame):
+        return []
+    return [str(column) for column in frame.columns[:MAX_RECORDED_COLUMNS]]
 
 
 def _sha256(value) -> str:

@@ -58,19 +58,29 @@ class PipelineEngine:
     def __init__(self, run: PipelineRun, cache: StepCache | None = None):
         self.run = run
         self.cache = cache or StepCache(run.pipeline_id)
+        self.stop_at: int | None = None
 
-    def execute(self, start_at: int | None = None) -> PipelineRun:
+    def execute(self, start_at: int | None = None, stop_at: int | None = None) -> PipelineRun:
+        """Run the steps from `start_at` (reusing fresh caches before it) to `stop_at`.
+
+        Without `stop_at` the run's own `stop_step` applies, so every caller (the worker's
+        child process too) honours the range the run was started with.
+        """
         run = self.run
         tracked = None
+        self.stop_at = stop_at if stop_at is not None else run.stop_step
         try:
             steps = plan_steps(run.definition)
-            first, context = self._resume_point(steps, start_at)
+            last = self._stop_point(steps)
+            first, context = self._resume_point(steps[:last], start_at)
             tracked = self._start_tracking()
             tracked.log_params(tracking.flatten_params([s.definition for s in steps]))
-            for step in steps[first:]:
+            for step in steps[first:last]:
                 if db_retry.call(run.cancel_was_requested):
                     raise RunCancelled(step)
                 context = self._run_step(step, context, tracked)
+            if last < len(steps):
+                self._log(f"Stopped after step {self.stop_at} as asked.")
             metrics = context.get("metrics", {})
             if db_retry.call(run.mark_succeeded, metrics):
                 self._log(f"Run succeeded. Metrics: {_format_metrics(metrics)}")
@@ -116,6 +126,15 @@ class PipelineEngine:
         start_label = steps[first].label if first < len(steps) else "the end"
         self._log(f"Starting from {start_label}.")
         return first, context
+
+    def _stop_point(self, steps: list[PlannedStep]) -> int:
+        """Index just past the last step to execute: the stop step's, or the end."""
+        if self.stop_at is None:
+            return len(steps)
+        last = next((i for i, s in enumerate(steps) if s.order > self.stop_at), len(steps))
+        if last < len(steps):
+            self._log(f"Running up to step {self.stop_at}; later steps are left as they are.")
+        return last
 
     def _log_source_reads(self, steps: list[PlannedStep]) -> None:
         for step in steps:
@@ -275,6 +294,8 @@ class PipelineEngine:
         for step in self.run.definition.get("steps", []):
             if step["order"] in done or not step.get("enabled", True):
                 continue
+            if self.stop_at is not None and step["order"] > self.stop_at:
+                continue  # never meant to run: nothing is recorded for it
             if failed_order is not None and step["order"] < failed_order:
                 continue
             self._create_step_run(

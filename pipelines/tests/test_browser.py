@@ -1,42 +1,11 @@
-"""The pipelines page in a real browser: Debian's Chromium driven by Playwright.
-
-Playwright's sync API runs an event loop in the test's thread, so Django's ORM calls made
-by the test itself need DJANGO_ALLOW_ASYNC_UNSAFE; the live server runs in its own thread.
-"""
-
-import importlib.util
-import os
+"""The pipelines page in a real browser: Debian's Chromium driven by Playwright."""
 
 import pytest
 from django.contrib.auth.models import Permission
 
 from pipelines.choices import RunStatus, RunTrigger
 from pipelines.models import PipelineRun
-
-CHROMIUM = "/usr/bin/chromium"
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-PASSWORD = "correct horse battery staple"
-
-
-def require_chromium() -> None:
-    """Skip without Chromium or Playwright, or fail under MLOPS_REQUIRE_SERVICES=1."""
-    if not os.access(CHROMIUM, os.X_OK):
-        problem = f"Chromium is not installed at {CHROMIUM} (apt-get install chromium)"
-    elif importlib.util.find_spec("playwright") is None:
-        problem = "the playwright package is missing (pip install -r requirements-dev.txt)"
-    else:
-        return
-    if os.environ.get("MLOPS_REQUIRE_SERVICES") == "1":
-        pytest.fail(problem)
-    pytest.skip(problem)
+from pipelines.tests.browser import CHROMIUM, CHROMIUM_ARGS, PASSWORD, require_chromium
 
 
 @pytest.fixture

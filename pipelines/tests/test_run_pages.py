@@ -14,7 +14,7 @@ from pipelines.choices import RunStatus, RunTrigger, StepRunStatus
 from pipelines.models import PipelineRun, PipelineStep, StepRun
 from pipelines.progress import definition_diff, run_progress
 from pipelines.templatetags.mlops_format import duration, sig3, thousands
-from pipelines.tests.test_browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
+from pipelines.tests.browser import CHROMIUM, CHROMIUM_ARGS, require_chromium
 
 IRIS_STEPS = [
     {"type": "sklearn_dataset", "name": "Load", "params": {"name": "iris"}},
@@ -581,12 +581,13 @@ def test_cancel_without_permission_is_403_and_its_button_is_hidden(viewer_client
 
 
 def test_run_again_starts_a_new_run_from_the_same_step_and_opens_it(analyst_client, analyst, iris):
-    run = make_run(iris, start_step=2, trigger=RunTrigger.SCHEDULE, **ended())
+    run = make_run(iris, start_step=2, stop_step=2, trigger=RunTrigger.SCHEDULE, **ended())
 
     response = analyst_client.post(f"/runs/{run.pk}/again/", follow=True)
 
     new = PipelineRun.objects.exclude(pk=run.pk).get()
-    assert (new.start_step, new.trigger, new.started_by) == (2, RunTrigger.MANUAL, analyst)
+    assert (new.start_step, new.stop_step) == (2, 2)  # "only this step" stays one step
+    assert (new.trigger, new.started_by) == (RunTrigger.MANUAL, analyst)
     assert new.status == RunStatus.QUEUED
     assert response.redirect_chain == [(f"/runs/{new.pk}/", 302)]
     assert f"Run #{new.pk} of iris queued." in response.content.decode()

@@ -102,19 +102,6 @@ def pipeline_import(request):
 
 
 @login_required
-@require_safe
-def pipeline_detail(request, pk):
-    """Read-only view of a pipeline's steps and history, until the editor replaces it."""
-    pipeline = get_object_or_404(Pipeline.objects.for_list_page(), pk=pk)
-    context = {
-        "pipeline": pipeline,
-        "steps": [(step, json.dumps(step.params, indent=2)) for step in pipeline.steps.all()],
-        "versions": pipeline.versions.select_related("changed_by")[:50],
-    }
-    return render(request, "pipelines/pipeline_detail.html", context)
-
-
-@login_required
 @permission_needed("pipelines.add_pipeline", "duplicate pipelines")
 @require_http_methods(["GET", "POST"])
 def pipeline_duplicate(request, pk):

@@ -159,7 +159,11 @@ def run_again(request, pk):
     run = _run_or_404(pk)
     try:
         new = start_run(
-            run.pipeline, trigger=RunTrigger.MANUAL, user=request.user, from_step=run.start_step
+            run.pipeline,
+            trigger=RunTrigger.MANUAL,
+            user=request.user,
+            from_step=run.start_step,
+            to_step=run.stop_step,
         )
     except (PipelineBusy, PipelineInvalid) as exc:
         messages.error(request, f"{run.pipeline} was not started: {exc}")
