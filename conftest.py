@@ -44,6 +44,8 @@ def isolated_storage(settings, tmp_path, mlflow_template):
     # In-process tests run the engine inline; tests of the worker's child process turn
     # isolation back on with a database other processes can see.
     settings.MLOPS_ISOLATE_RUNS = False
+    # ...and write the step inspector's files in the run, not in a worker task.
+    settings.MLOPS_INSPECT_IN_BACKGROUND = False
     return tmp_path
 
 

@@ -567,3 +567,189 @@ def _load_excel(handle: BinaryIO) -> pd.DataFrame:
         return pd.read_excel(handle, sheet_name=0, engine="openpyxl")
     except Exception as exc:  # noqa: BLE001
         raise ValidationError({"file": f"The workbook can't be read: {exc}"}) from None
+
+
+# The analyst pages: the list of names, the page of a dataset, whole-name deletion.
+# Shared with the API; views call these and render.
+
+PROFILE_CACHE_PREFIX = "dataset-profile"
+PROFILE_TOP_VALUES = 3
+CONTENT_TYPES = {
+    DatasetFormat.CSV: "text/csv",
+    DatasetFormat.PARQUET: "application/vnd.apache.parquet",
+    DatasetFormat.EXCEL: "application/vnd.openxmlformats-officedocument.spreadsheetml.sheet",
+}
+
+
+def latest_datasets(search: str = ""):
+    """The latest version of each dataset name (matching `search`), with `version_count`."""
+    from django.db.models import Count, Exists, OuterRef, Subquery
+
+    newer = Dataset.objects.filter(name=OuterRef("name"), version__gt=OuterRef("version"))
+    counts = (
+        Dataset.objects.filter(name=OuterRef("name"))
+        .order_by()
+        .values("name")
+        .annotate(n=Count("pk"))
+        .values("n")
+    )
+    latest = Dataset.objects.filter(~Exists(newer))
+    if search:
+        latest = latest.filter(name__icontains=search)
+    return (
+        latest.select_related("uploaded_by")
+        .annotate(version_count=Subquery(counts))
+        .order_by("name")
+    )
+
+
+def pipelines_reading(names) -> dict[str, list[dict]]:
+    """For each dataset name, the pipelines ({"pk", "name"}) with a step reading any version.
+
+    A constant number of queries for any number of names (every step is read once), so a
+    page of datasets asks it once rather than `pipelines_using` per row.
+    """
+    from pipelines.engine.registry import STEP_TYPES
+    from pipelines.models import PipelineStep
+
+    names = set(names)
+    found: dict[str, dict[int, str]] = {name: {} for name in names}
+    by_reference: list[tuple[str | int, int, str]] = []
+    steps = PipelineStep.objects.select_related("pipeline").only(
+        "step_type", "params", "pipeline__name"
+    )
+    for step in steps:
+        step_type = STEP_TYPES.get(step.step_type)
+        if step_type:
+            for reference in step_type.references(step.params).datasets:
+                by_reference.append((reference, step.pipeline_id, step.pipeline.name))
+    ids = _ids_to_names(reference for reference, _, _ in by_reference)
+    for reference, pipeline_pk, pipeline_name in by_reference:
+        name = _referenced_name(reference, names, ids)
+        if name is not None:
+            found[name][pipeline_pk] = pipeline_name
+    return {
+        name: [{"pk": pk, "name": title} for pk, title in sorted(users.items(), key=lambda i: i[1])]
+        for name, users in found.items()
+    }
+
+
+def _ids_to_names(references) -> dict[int, str]:
+    """Dataset names of the ids among `references`, in one query (digits name an id
+    unless a dataset has that name, as `DatasetQuerySet.matching` reads them)."""
+    from django.db.models import Q
+
+    references = list(references)
+    digits = {r for r in references if isinstance(r, str) and r.isascii() and r.isdigit()}
+    ints = {r for r in references if isinstance(r, int)}
+    if not digits and not ints:
+        return {}
+    rows = list(
+        Dataset.objects.filter(Q(pk__in=ints | {int(d) for d in digits}) | Q(name__in=digits))
+        .values_list("pk", "name")
+        .order_by()
+    )
+    taken = {name for _, name in rows if name in digits}
+    return {pk: name for pk, name in rows if pk in ints or str(pk) in digits - taken}
+
+
+def _referenced_name(reference, names: set[str], ids: dict[int, str]) -> str | None:
+    if isinstance(reference, int):
+        return ids.get(reference)
+    if reference in names:
+        return reference
+    if reference.isascii() and reference.isdigit() and int(reference) in ids:
+        return ids[int(reference)]
+    name, at, version = reference.rpartition("@")
+    if at and name in names and version.isascii() and version.isdigit():
+        return name
+    return None
+
+
+def dataset_versions(name: str):
+    """Every version of a name, newest first (empty when no dataset has that name)."""
+    return Dataset.objects.filter(name=name).select_related("uploaded_by").order_by("-version")
+
+
+def dataset_head(dataset: Dataset, n: int = 20) -> dict:
+    """The first `n` rows as {"columns": [...], "rows": [[...], ...]} of JSON values."""
+    head = _read_head(dataset, n)
+    records = json.loads(head.to_json(orient="values", date_format="iso", default_handler=str))
+    return {"columns": [str(column) for column in head.columns], "rows": records}
+
+
+def profile_dataset(dataset: Dataset) -> list[dict]:
+    """Per column: dtype, nulls, distinct values, and min/max (numbers, dates) or the top
+    values with their counts (everything else).
+
+    Computed from the whole stored file once per version: the result is kept in Django's
+    cache under the file's checksum and how it is read, with no expiry (a version's file
+    never changes).
+    """
+    from django.core.cache import cache
+
+    key = ":".join(
+        [PROFILE_CACHE_PREFIX, dataset.checksum, dataset.format, dataset.encoding or "-"]
+        + [f"{ord(dataset.delimiter or ','):x}"]
+    )
+    profile = cache.get(key)
+    if profile is None:
+        profile = _profile_frame(read_dataset(dataset), dataset.schema)
+        cache.set(key, profile, timeout=None)
+    return profile
+
+
+def _profile_frame(frame: pd.DataFrame, schema: dict) -> list[dict]:
+    return [_profile_column(str(name), frame[name], schema) for name in frame.columns]
+
+
+def _profile_column(name: str, column: pd.Series, schema: dict) -> dict:
+    values = column.dropna()
+    entry = {
+        "name": name,
+        "dtype": str(schema.get(name) or column.dtype),
+        "nulls": int(column.isna().sum()),
+        "distinct": int(values.nunique()),
+        "min": None,
+        "max": None,
+        "top": [],
+    }
+    numeric = pd.api.types.is_numeric_dtype(column) and not pd.api.types.is_bool_dtype(column)
+    if (numeric or pd.api.types.is_datetime64_any_dtype(column)) and not values.empty:
+        entry["min"], entry["max"] = _plain(values.min()), _plain(values.max())
+    elif not values.empty:
+        counts = values.astype(str).value_counts().head(PROFILE_TOP_VALUES)
+        entry["top"] = [{"value": str(k), "count": int(v)} for k, v in counts.items()]
+    return entry
+
+
+def _plain(value):
+    """A numpy or pandas scalar as a plain Python value the cache and templates take."""
+    if isinstance(value, pd.Timestamp):
+        return value.isoformat()
+    return value.item() if hasattr(value, "item") else value
+
+
+def download_filename(dataset: Dataset) -> str:
+    """The user's original file name, or "<name>-v<version>.<ext>" when none was kept."""
+    extension = FORMAT_EXTENSIONS.get(dataset.format, ".csv")
+    fallback = re.sub(r"[\\/\x00-\x1f\x7f]", "_", dataset.name) + f"-v{dataset.version}{extension}"
+    return dataset.original_filename or fallback
+
+
+def delete_dataset_versions(name: str) -> int:
+    """Delete every version of `name` with their files; all or nothing, refused while a
+    pipeline reads any version. Returns how many versions were deleted."""
+    users = pipelines_reading([name]).get(name, [])
+    if users:
+        listed = ", ".join(repr(user["name"]) for user in users)
+        plural = "s" if len(users) > 1 else ""
+        raise ValidationError(
+            f"Dataset {name} is used by pipeline{plural} {listed}: change their steps "
+            "before deleting it."
+        )
+    with transaction.atomic():
+        versions = list(Dataset.objects.select_for_update().filter(name=name))
+        for dataset in versions:
+            delete_dataset(dataset)  # the per-version guard still runs
+    return len(versions)

@@ -1,10 +1,18 @@
-"""Registering and testing data sources."""
+"""Registering, testing and browsing data sources.
 
+The pages, the admin, the commands and the API call these functions; the secret never
+leaves them: messages that could quote it are scrubbed before they are returned.
+"""
+
+import time
 from dataclasses import dataclass
 
+import pandas as pd
 from django.conf import settings
+from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
+from django.utils import timezone
 
 from datasources.connectors import connector_class
 from datasources.connectors.base import AccountRights, ConnectorError
@@ -12,6 +20,13 @@ from datasources.models import DataSource
 
 SOURCE_FIELDS = ("name", "kind", "host", "port", "database", "user", "options", "allow_writes")
 READ_ONLY_REPORT = "The account can only read: no write, server-file or admin rights found."
+PREVIEW_ROWS = 20
+# The outcome of the last test of each source, kept for the list page (not a model field:
+# it is a hint, and losing it only means "not tested yet").
+LAST_TEST_KEY = "datasources:last-test:{pk}"
+LAST_TEST_SECONDS = 30 * 24 * 3600
+# How each SQL dialect quotes an identifier.
+IDENTIFIER_QUOTES = {"mysql": "`", "postgresql": '"', "cratedb": '"'}
 
 
 @dataclass(frozen=True)
@@ -95,3 +110,166 @@ def check_source(source: DataSource) -> SourceCheck:
         worrying=worrying,
         refusal=refusal,
     )
+
+
+@dataclass(frozen=True)
+class SourceTest:
+    """A test of a data source: what `check_source` found, and how long it took."""
+
+    check: SourceCheck
+    seconds: float
+    tested_at: object  # an aware datetime
+
+    @property
+    def took(self) -> str:
+        """The time taken, as "35 ms" or "2.4 s": a connection's time is in milliseconds."""
+        if self.seconds < 1:
+            return f"{max(round(self.seconds * 1000), 1)} ms"
+        return f"{self.seconds:.3g} s" if self.seconds < 100 else f"{round(self.seconds)} s"
+
+
+def test_source(source: DataSource) -> SourceTest:
+    """`check_source`, timed, its outcome recorded for the list of sources."""
+    started = time.monotonic()
+    check = _scrubbed_check(check_source(source), source)
+    tested = SourceTest(check, time.monotonic() - started, timezone.now())
+    cache.set(LAST_TEST_KEY.format(pk=source.pk), _test_record(tested), LAST_TEST_SECONDS)
+    return tested
+
+
+# pytest collects functions named test_* from modules it imports: this one is not a test.
+test_source.__test__ = False
+
+
+def last_tests(sources) -> dict[int, dict]:
+    """The recorded last test of each source (ok, worrying, message, seconds, tested_at)."""
+    keys = {LAST_TEST_KEY.format(pk=source.pk): source.pk for source in sources}
+    found = cache.get_many(list(keys)) if keys else {}
+    return {keys[key]: record for key, record in found.items()}
+
+
+def _test_record(tested: SourceTest) -> dict:
+    check = tested.check
+    return {
+        "ok": check.ok,
+        "worrying": check.worrying,
+        "refused": bool(check.refusal),
+        "message": check.message,
+        "warning": check.warning if check.worrying else "",
+        "seconds": tested.seconds,
+        "took": tested.took,
+        "tested_at": tested.tested_at,
+    }
+
+
+def _scrubbed_check(check: SourceCheck, source: DataSource) -> SourceCheck:
+    """The check with the secret blanked out of its texts, should a driver echo it."""
+    secret = source.get_secret()
+    if not secret:
+        return check
+    return SourceCheck(
+        ok=check.ok,
+        message=scrub_secret(check.message, secret),
+        rights=check.rights,
+        warning=scrub_secret(check.warning, secret),
+        worrying=check.worrying,
+        refusal=scrub_secret(check.refusal, secret),
+    )
+
+
+def scrub_secret(text: str, secret: str) -> str:
+    return text.replace(secret, "***") if secret and text else text
+
+
+class SourceUnreadable(Exception):
+    """The source could not be browsed: the message says why, never with the secret."""
+
+
+@dataclass(frozen=True)
+class TablePreview:
+    """A table or collection of a source: its columns and types, and its first rows."""
+
+    table: str
+    columns: list[tuple[str, str]]
+    rows: pd.DataFrame
+
+    @property
+    def header(self) -> list[str]:
+        return [str(name) for name in self.rows.columns]
+
+    def cells(self) -> list[list[str | None]]:
+        """The rows as text, None for a missing value (NULL, NaN, NaT)."""
+        frame = self.rows.astype(object).where(self.rows.notna(), None)
+        return [
+            [None if value is None else str(value) for value in row]
+            for row in frame.itertuples(index=False, name=None)
+        ]
+
+
+def source_tables(source: DataSource) -> list[str]:
+    """The tables (collections) of the source, through its read-only connector."""
+    return _browsing(source, lambda connector: connector.list_tables())
+
+
+def table_preview(source: DataSource, table: str, rows: int = PREVIEW_ROWS) -> TablePreview:
+    """The columns and the first rows of a table, read as the extraction steps read."""
+
+    def read(connector):
+        columns = connector.columns(table)
+        if not columns:
+            raise ConnectorError(f"{table!r} does not exist or is empty")
+        return TablePreview(table, columns, connector.preview(table, rows))
+
+    return _browsing(source, read)
+
+
+def _browsing(source: DataSource, action):
+    try:
+        return action(source.connector())
+    except ConnectorError as exc:
+        raise SourceUnreadable(scrub_secret(str(exc), source.get_secret())) from None
+
+
+def table_step(source: DataSource, table: str) -> dict:
+    """The first step of a pipeline that reads a whole table (collection) of the source."""
+    if source.kind == "mongodb":
+        params = {"datasource": source.name, "collection": table}
+        return {"type": "mongo", "name": f"read {table}"[:100], "params": params}
+    quote = IDENTIFIER_QUOTES[source.kind]
+    quoted = quote + table.replace(quote, quote * 2) + quote
+    params = {"datasource": source.name, "query": f"SELECT * FROM {quoted}"}
+    return {"type": "sql", "name": f"read {table}"[:100], "params": params}
+
+
+def pipeline_from_table(source: DataSource, table: str, user=None):
+    """A new pipeline named "<source>-<table>" ("-2", ... when taken) reading the table."""
+    from pipelines import services
+
+    if table not in source_tables(source):
+        raise SourceUnreadable(f"{source.name} has no table {table!r}")
+    owner = user if user is not None and user.is_authenticated else None
+    return services.create_pipeline(
+        free_pipeline_name(f"{source.name}-{table}"),
+        description=f"Reads {table} from the data source {source.name}.",
+        owner=owner,
+        steps=[table_step(source, table)],
+        user=user,
+        summary=f"created from table {table} of {source.name}",
+    )
+
+
+def free_pipeline_name(name: str) -> str:
+    """`name`, or the first of "<name>-2", "<name>-3", ... no pipeline has."""
+    from pipelines.models import Pipeline
+
+    length = Pipeline._meta.get_field("name").max_length
+    name = name[:length]
+    taken = set(
+        Pipeline.objects.filter(name__startswith=name[: length - 6]).values_list("name", flat=True)
+    )
+    candidate, number = name, 1
+    while candidate in taken:
+        number += 1
+        suffix = f"-{number}"
+        candidate = name[: length - len(suffix)] + suffix
+    return candidate

@@ -153,6 +153,9 @@ if MLOPS_HEARTBEAT_TIMEOUT <= MLOPS_HEARTBEAT_SECONDS:
 # Workers run the engine in a child process they can stop; off runs it in-process
 # (for a debugger), without heartbeat, time limit or forced cancellation.
 MLOPS_ISOLATE_RUNS = env_bool("MLOPS_ISOLATE_RUNS", default=True)
+# Profiles and columnar copies for the step inspector are written by a worker task after
+# each step, off the run's path; 0 writes them in the run itself.
+MLOPS_INSPECT_IN_BACKGROUND = env_bool("MLOPS_INSPECT_IN_BACKGROUND", default=True)
 # Extra modules whose step types are registered at start-up (plug-ins).
 MLOPS_STEP_MODULES = env_list("MLOPS_STEP_MODULES", [])
 

@@ -6,6 +6,7 @@ urlpatterns = [
     path("", include("dashboards.urls")),
     path("pipelines/", include("pipelines.urls")),
     path("runs/", include("pipelines.run_urls")),
+    path("data/", include("datasources.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines.api.urls")),

@@ -17,3 +17,10 @@ def reap_lost_runs() -> list[int]:
 
 def fire_schedules() -> int:
     return len(schedules.fire_due_ticks())
+
+
+def inspect_step_cache(pipeline_id: int, order: int, digest: str) -> bool:
+    """Write the step inspector's profile of a step's cached output (see StepCache)."""
+    from pipelines.engine.cache import StepCache
+
+    return StepCache(pipeline_id).add_inspection(order, digest)

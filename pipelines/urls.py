@@ -1,6 +1,7 @@
 from django.urls import path
 
 from pipelines.views import editor
+from pipelines.views import inspector as inspector_views
 from pipelines.views import pipelines as views
 from pipelines.views import settings as settings_views
 
@@ -41,4 +42,7 @@ urlpatterns = [
         settings_views.schedule_delete,
         name="schedule_delete",
     ),
+    # The step inspector: a step's cached output, its profile and model summary.
+    path("<int:pk>/steps/<int:order>/", inspector_views.step_inspector, name="step"),
+    path("<int:pk>/steps/<int:order>/csv/", inspector_views.step_csv, name="step_csv"),
 ]

@@ -5,6 +5,11 @@ half a file. Beside each file a small JSON record holds the step's fingerprint a
 HMAC (keyed by SECRET_KEY) of the fingerprint and the file's bytes: a planted or edited
 file fails the check and is never unpickled. The record also names the columns of the data
 passed on, so the editor can suggest them without loading the file.
+
+For the step inspector the writer also leaves, beside the file, a Parquet copy of each
+frame of the context and a JSON profile of its columns (`pipelines.inspector`). The
+record of those files (their SHA-256 among it) is signed with the same key, so the
+inspector checks each file against it before reading, and never unpickles anything.
 """
 
 import hashlib
@@ -65,6 +70,10 @@ class CacheRefused(Exception):
     """The cached file is missing, stale or failed its integrity check."""
 
 
+class SidecarMissing(Exception):
+    """The cache has no inspector files: written by an older version, or removed."""
+
+
 @dataclass(frozen=True)
 class CacheState:
     fresh: bool
@@ -119,6 +128,31 @@ class StepCache:
         finally:
             data_tmp.unlink(missing_ok=True)
 
+    def add_inspection(self, order: int, digest: str, context: dict | None = None) -> bool:
+        """Write the inspector's profile and columnar copies of a step's cached context,
+        and sign them into its record; False when the cache changed or went meanwhile.
+
+        Profiling costs about as much as the step's cache write, so workers do it off
+        the run's path (`pipelines.tasks.inspect_step_cache`); the context is read back
+        through the HMAC check when it is not given.
+        """
+        meta = self.read_meta(order)
+        if meta is None or meta.get("fingerprint") != digest:
+            return False
+        if context is None:
+            try:
+                context = self._load_verified(order, digest, meta)
+            except CacheRefused:
+                return False
+        meta["inspect"] = self._write_inspection(order, context)
+        meta["inspect_mac"] = self.sign(digest, meta["mac"], meta)
+        if (self.read_meta(order) or {}).get("mac") != meta["mac"]:
+            return False  # a newer run rewrote this step's cache while we profiled
+        meta_tmp = self._temp_path(self.meta_path(order))
+        meta_tmp.write_text(json.dumps(meta))
+        os.replace(meta_tmp, self.meta_path(order))
+        return True
+
     def state(self, order: int, fingerprint: Fingerprint) -> CacheState:
         """Whether the cache of a step matches its current definition, and why not."""
         meta = self.read_meta(order)
@@ -139,18 +173,91 @@ class StepCache:
         state = self.state(order, fingerprint)
         if not state.fresh:
             raise CacheRefused(f"cache of step {order} is stale: {state.reason}")
+        return self._load_verified(order, fingerprint.digest, state.meta)
+
+    def _load_verified(self, order: int, digest: str, meta: dict) -> dict:
         path = self.path(order)
         if path.is_symlink() or path.resolve().parent != self.directory.resolve():
             raise CacheRefused(f"cache of step {order} is not a file in the cache directory")
         try:
             with open(path, "rb") as handle:
-                mac = self._mac(fingerprint.digest, handle)
-                if not hmac.compare_digest(mac, state.meta.get("mac", "")):
+                mac = self._mac(digest, handle)
+                if not hmac.compare_digest(mac, meta.get("mac", "")):
                     raise CacheRefused(f"cache of step {order} failed its integrity check")
                 handle.seek(0)
                 return joblib.load(handle)
         except FileNotFoundError:
             raise CacheRefused(f"cache of step {order} has no data file") from None
+
+    def sidecar_path(self, order: int, name: str) -> Path:
+        """A file written beside a step's cache: `pipeline_<id>_step_<order>.<name>`."""
+        return self.directory / f"pipeline_{int(self.pipeline_id)}_step_{int(order)}.{name}"
+
+    def sign(self, fingerprint: str, data_mac: str, meta: dict) -> str:
+        """The HMAC of what the inspector trusts in a record: its sidecars and summary."""
+        mac = self._new_mac(fingerprint)
+        signed = {"mac": data_mac, "inspect": meta.get("inspect"), "summary": meta.get("summary")}
+        mac.update(json.dumps(signed, sort_keys=True, separators=(",", ":"), default=str).encode())
+        return mac.hexdigest()
+
+    def inspection(self, order: int, fingerprint: Fingerprint, check_data: bool = True) -> dict:
+        """The cache record of a fresh step for the inspector, after checking the HMAC of
+        the data file (unless `check_data` is false) and of the record's signed part.
+
+        Raises CacheRefused (stale, missing, failed check) or SidecarMissing (written by
+        a version that left no inspector files). Nothing is unpickled.
+        """
+        state = self.state(order, fingerprint)
+        if not state.fresh:
+            raise CacheRefused(f"cache of step {order} is stale: {state.reason}")
+        meta = state.meta
+        if check_data:
+            path = self.path(order)
+            if path.is_symlink() or path.resolve().parent != self.directory.resolve():
+                raise CacheRefused(f"cache of step {order} is not a file in the cache directory")
+            try:
+                with open(path, "rb") as handle:
+                    expected = meta.get("mac", "")
+                    if not _verified(
+                        handle, expected, lambda: self._mac(fingerprint.digest, handle)
+                    ):
+                        raise CacheRefused(f"cache of step {order} failed its integrity check")
+            except FileNotFoundError:
+                raise CacheRefused(f"cache of step {order} has no data file") from None
+        if not isinstance(meta.get("inspect"), dict):
+            raise SidecarMissing(
+                f"the cache of step {order} was written by an older version, without the "
+                "inspector's profile and columnar copy"
+            )
+        signed = self.sign(fingerprint.digest, meta.get("mac", ""), meta)
+        if not hmac.compare_digest(signed, meta.get("inspect_mac") or ""):
+            raise CacheRefused(f"the inspector record of step {order} failed its integrity check")
+        return meta
+
+    def open_sidecar(self, order: int, name: str, sha256: str):
+        """An open binary handle on a sidecar whose bytes match the signed SHA-256."""
+        path = self.sidecar_path(order, name)
+        if path.is_symlink() or path.resolve().parent != self.directory.resolve():
+            raise CacheRefused(f"{path.name} is not a file in the cache directory")
+        try:
+            handle = open(path, "rb")  # noqa: SIM115  (returned to the caller)
+        except FileNotFoundError:
+            raise SidecarMissing(f"{path.name} is missing") from None
+        if not _verified(handle, sha256, lambda: _file_sha256(handle)):
+            handle.close()
+            raise CacheRefused(f"{path.name} failed its integrity check")
+        handle.seek(0)
+        return handle
+
+    def _write_inspection(self, order: int, context: dict) -> dict:
+        """Profile and columnar copies of the context's frames; an error is recorded,
+        never raised: the inspector then says why it has nothing to show."""
+        from pipelines import inspector
+
+        try:
+            return inspector.write_sidecars(self, order, context)
+        except Exception as exc:  # noqa: BLE001  (a step must not fail over its preview)
+            return {"version": inspector.SIDECAR_VERSION, "error": f"{type(exc).__name__}: {exc}"}
 
     def clear(self) -> int:
         """Delete every cache file of the pipeline; returns how many data files went."""
@@ -199,6 +306,36 @@ class _MacWriter:
 
     def flush(self) -> None:
         self.handle.flush()
+
+
+# Files whose bytes were checked, by path: (inode, size, mtime, ctime) and the digest
+# they matched. Any write to a file changes its ctime, so a match skips hashing it again.
+_VERIFIED: dict[str, tuple[tuple, str]] = {}
+_MAX_VERIFIED = 512
+
+
+def _verified(handle, expected: str, digest) -> bool:
+    """Whether the open file's bytes give `expected` (hashing them only when they may
+    have changed since they last did)."""
+    stat = os.fstat(handle.fileno())
+    key = (stat.st_ino, stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns)
+    name = handle.name
+    known = _VERIFIED.get(name)
+    if known is not None and known[0] == key and hmac.compare_digest(known[1], expected):
+        return True
+    handle.seek(0)
+    actual = digest()
+    if not expected or not hmac.compare_digest(actual, expected):
+        _VERIFIED.pop(name, None)
+        return False
+    if len(_VERIFIED) >= _MAX_VERIFIED:
+        _VERIFIED.clear()
+    _VERIFIED[name] = (key, actual)
+    return True
+
+
+def _file_sha256(handle) -> str:
+    return hashlib.file_digest(handle, "sha256").hexdigest()
 
 
 def data_columns(context: dict) -> list[str]:

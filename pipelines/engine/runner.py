@@ -4,6 +4,7 @@ import traceback
 import warnings
 from dataclasses import dataclass
 
+from django.conf import settings
 from django.utils import timezone
 
 from experiments import tracking
@@ -153,6 +154,21 @@ class PipelineEngine:
         self._log(f"{step.label}: {verdict}: {check.reason}.")
         return check.reuse
 
+    def _inspect(self, step: PlannedStep, context: Context) -> None:
+        """Have the inspector's profile of the cached output written: by a worker, off
+        this run's path, or here when settings say so (tests, a single process)."""
+        digest = step.fingerprint.digest
+        try:
+            if settings.MLOPS_INSPECT_IN_BACKGROUND:
+                from django_q.tasks import async_task
+
+                pipeline_id = self.run.pipeline_id
+                async_task("pipelines.tasks.inspect_step_cache", pipeline_id, step.order, digest)
+            else:
+                self.cache.add_inspection(step.order, digest, context)
+        except Exception as exc:  # noqa: BLE001  (the inspector's copy never fails a run)
+            self._log(f"{step.label}: the inspector's profile was not prepared: {exc}")
+
     def _log(self, message: str) -> None:
         db_retry.call(self.run.append_log, message)
 
@@ -223,6 +239,7 @@ class PipelineEngine:
             self._report_warnings(step, caught, summary)
             self._track_outputs(step, context, inputs, summary, tracked)
             self.cache.save(step.order, context, step.fingerprint, summary, source)
+            self._inspect(step, context)
         except Exception as exc:
             step_run.status = StepRunStatus.FAILED
             step_run.summary = {"error": str(exc)}

@@ -1,0 +1,1 @@
+"""Analyst pages of the datasources app: datasets and data sources."""
