@@ -479,7 +479,7 @@ def test_htmx_add_without_a_type_asks_for_one(analyst_client, classifier_pipelin
 
 @pytest.mark.parametrize(
     "button, start_step, stop_step",
-    [("all", None, None), ("from:3", 3, None), ("only:3", 3, 3), ("upto:2", None, 2)],
+    [("all", None, None), ("from:3", 3, None), ("upto:2", None, 2)],
 )
 def test_run_buttons_start_the_range_and_open_the_run(
     analyst_client, classifier_pipeline, button, start_step, stop_step
@@ -489,6 +489,26 @@ def test_run_buttons_start_the_range_and_open_the_run(
     run = PipelineRun.objects.get()
     assert response.status_code == 302 and response.url == f"/runs/{run.pk}/"
     assert (run.start_step, run.stop_step, run.trigger) == (start_step, stop_step, "manual")
+
+
+def test_run_only_this_step_opens_the_inspector_following_the_run(
+    analyst_client, classifier_pipeline
+):
+    response = analyst_client.post(url(classifier_pipeline, "run-steps/"), {"run": "only:3"})
+
+    run = PipelineRun.objects.get()
+    assert (run.start_step, run.stop_step) == (3, 3)
+    inspector = f"/pipelines/{classifier_pipeline.pk}/steps/3/?run={run.pk}"
+    assert response.status_code == 302 and response.url == inspector
+    waiting = analyst_client.get(inspector).content.decode()
+    assert f"Run #{run.pk} is queued: this page shows its output when it ends." in waiting
+    assert '<meta http-equiv="refresh" content="2">' in waiting
+
+    runs.execute_run(run.pk, isolated=False)  # run 3 alone: steps 1-2 run first, no cache
+
+    done = analyst_client.get(inspector).content.decode()
+    assert f"Run #{run.pk} succeeded." in done and "http-equiv" not in done
+    assert "RandomForestClassifier" in done or "Estimator" in done
 
 
 def test_each_card_offers_its_three_run_actions(analyst_client, classifier_pipeline):
@@ -502,7 +522,7 @@ def test_each_card_offers_its_three_run_actions(analyst_client, classifier_pipel
 
 def test_htmx_run_opens_the_run_page(analyst_client, classifier_pipeline):
     response = analyst_client.post(
-        url(classifier_pipeline, "run-steps/"), {"run": "only:2"}, headers=HTMX
+        url(classifier_pipeline, "run-steps/"), {"run": "upto:2"}, headers=HTMX
     )
 
     run = PipelineRun.objects.get()

@@ -207,3 +207,63 @@ def test_cancel_a_running_run_from_its_page(live_server, page, worker, make_pipe
     assert run.status == RunStatus.CANCELLED
     assert run.step_runs.filter(status="succeeded").count() < 4
     assert "Cancellation requested" in page.locator("#run-log").inner_text()
+
+
+def test_upload_a_csv_build_a_pipeline_on_it_run_it_and_inspect_the_model(
+    live_server, page, worker, django_user_model, tmp_path
+):
+    # The progress bar itself is followed, throttled, in datasources' test_dataset_browser.
+    analyst = django_user_model.objects.get(username="analyst")
+    analyst.user_permissions.add(*Permission.objects.filter(content_type__app_label="datasources"))
+    frame = make_classification_frame(rows=300)
+    path = tmp_path / "patients.csv"
+    frame.to_csv(path, index=False)
+
+    page.goto(f"{live_server.url}/data/datasets/upload/")
+    page.fill("#id_name", "patients")
+    page.set_input_files("#id_file", str(path))
+    page.click("form[data-upload] button[type=submit]")
+    page.wait_for_url("**/data/datasets/view/patients/?version=1")
+    assert page.locator("table.preview tbody tr").count() == 20
+
+    page.goto(f"{live_server.url}/pipelines/new/")
+    page.fill("input[name=name]", "patients-model")
+    page.get_by_role("button", name="Create pipeline").click()
+    page.wait_for_url(re.compile(r"/pipelines/\d+/$"))
+    add_step(page, "csv").locator("[name$='-dataset']").fill("patients")
+    add_step(page, "drop_na")
+    train = add_step(page, "train_sklearn")
+    train.locator("[name$='-task']").select_option("classification")
+    train.locator("[name$='-estimator']").fill("random_forest")
+    train.locator("[name$='-target']").fill("label")
+    add_step(page, "predict")
+    save(page)
+    page.get_by_role("button", name="Run", exact=True).click()
+    page.wait_for_url(re.compile(r"/runs/\d+/$"))
+    wait_for_run_status(page, "Succeeded")
+
+    page.locator("table.steps tbody tr").nth(2).get_by_role("link", name="Inspect output").click()
+    page.wait_for_function(
+        "() => { const c = document.querySelector('#importance-chart');"
+        " return c && window.Chart && Chart.getChart(c); }"
+    )
+    chart = "Chart.getChart(document.querySelector('#importance-chart'))"
+    assert page.evaluate(f"{chart}.data.datasets[0].data.length") == 4  # four features
+    assert page.locator("#confusion-matrix tbody tr").count() == 2
+
+    page.goto(page.url.split("?")[0] + "?key=data")
+    page.get_by_role("link", name="Next ›").click()
+    page.locator("#rows-count", has_text="Rows 51–100 of").wait_for()
+    numbers = page.locator("table.data-rows tbody tr td:first-child").all_inner_texts()
+    assert numbers == [str(n) for n in range(51, 101)]
+
+
+def make_classification_frame(rows: int):
+    import numpy as np
+    import pandas as pd
+
+    rng = np.random.default_rng(3)
+    features = rng.normal(size=(rows, 4))
+    frame = pd.DataFrame(features, columns=["age", "bmi", "pressure", "glucose"])
+    frame["label"] = (features[:, 0] + features[:, 3] > 0).astype(int)
+    return frame

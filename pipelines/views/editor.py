@@ -201,6 +201,10 @@ def run_steps(request, pk):
         messages.error(request, f"{pipeline} was not started: {exc}")
         return _go(request, reverse("pipelines:detail", args=[pk]))
     messages.success(request, f"Run #{run.pk} of {pipeline} queued: {describe_range(**asked)}.")
+    if asked.get("from_step") is not None and asked.get("from_step") == asked.get("to_step"):
+        # One step alone: its result is what the analyst wants to see, in the inspector.
+        step = reverse("pipelines:step", args=[pk, asked["to_step"]])
+        return _go(request, f"{step}?run={run.pk}")
     return _go(request, reverse("runs:detail", args=[run.pk]))
 
 

@@ -17,7 +17,7 @@ from django.views.decorators.http import require_safe
 
 from pipelines import inspector
 from pipelines.inspector import OPERATORS, PAGE_SIZE, InspectError
-from pipelines.models import Pipeline
+from pipelines.models import Pipeline, PipelineRun
 
 PAGE = "pipelines/inspector.html"
 TABLE = "pipelines/htmx/inspector_table.html"
@@ -39,6 +39,7 @@ def step_inspector(request, pk, order):
         "can_run": request.user.has_perm(RUN),
         "notes": notes,
         "operators": OPERATORS,
+        "following": _followed_run(pipeline, request.GET.get("run")),
     }
     if output.ok and output.keys:
         key = _key(output, request.GET.get("key"), notes)
@@ -80,6 +81,13 @@ def step_csv(request, pk, order):
     response["Content-Disposition"] = f'attachment; filename="{name}"'
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def _followed_run(pipeline, run_pk: str | None) -> PipelineRun | None:
+    """The run this page was opened to follow ("Run only this step"), if it names one."""
+    if not (run_pk or "").isdigit():
+        return None
+    return pipeline.runs.filter(pk=int(run_pk)).only("pk", "status").first()
 
 
 def _output(pipeline, order):

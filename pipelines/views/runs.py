@@ -17,6 +17,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
+from mlops_site.widgets import CompactSelect
 from pipelines.choices import RunStatus, RunTrigger
 from pipelines.models import Pipeline, PipelineRun
 from pipelines.progress import definition_diff, filter_runs, run_page, run_progress
@@ -32,7 +33,10 @@ CANCEL_OUTCOMES = {
 
 class RunFilterForm(forms.Form):
     pipeline = forms.ModelChoiceField(
-        Pipeline.objects.only("pk", "name"), required=False, empty_label="All pipelines"
+        Pipeline.objects.only("pk", "name"),
+        required=False,
+        empty_label="All pipelines",
+        widget=CompactSelect,
     )
     status = forms.ChoiceField(choices=[("", "Any status"), *RunStatus.choices], required=False)
     trigger = forms.ChoiceField(choices=[("", "Any trigger"), *RunTrigger.choices], required=False)
@@ -41,6 +45,7 @@ class RunFilterForm(forms.Form):
         required=False,
         empty_label="Anyone",
         label="Started by",
+        widget=CompactSelect,
     )
     created_from = forms.DateField(
         required=False, label="From", widget=forms.DateInput(attrs={"type": "date"})
