@@ -5,7 +5,6 @@ Each view parses the request, calls a function of `datasources.services` (the sa
 the admin and the API use) and picks a template. An htmx request gets the fragment it swaps.
 """
 
-from functools import wraps
 from urllib.parse import urlencode
 
 from django.conf import settings
@@ -21,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from datasources import services
 from datasources.models import Dataset
+from mlops_site.permissions import permission_needed
 
 PAGE_SIZE = 25
 PREVIEW_ROWS = 20
@@ -28,22 +28,6 @@ ENCODING_CHOICES = ["utf-8", "cp1252", "latin-1", "iso-8859-15", "utf-8-sig"]
 DELIMITER_LABELS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", "": "—"}
 # The multipart envelope around the file: boundaries, the name and encoding fields.
 FORM_OVERHEAD_BYTES = 64 * 1024
-
-
-def permission_needed(permission: str, action: str):
-    """Answer 403 with a page naming the missing permission (after login_required)."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not request.user.has_perm(permission):
-                context = {"permission": permission, "action": action}
-                return render(request, "datasources/dataset_forbidden.html", context, status=403)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 @login_required

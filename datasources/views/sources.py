@@ -6,7 +6,6 @@ the admin, the commands and the API) and picks a template. The secret is write-o
 no page, fragment or message shows it.
 """
 
-from functools import wraps
 from urllib.parse import urlencode
 
 from django.contrib import messages
@@ -21,23 +20,8 @@ from django.views.decorators.http import require_http_methods, require_POST, req
 from datasources import sources
 from datasources.forms import DataSourceForm, option_help
 from datasources.models import DataSource
+from mlops_site.permissions import permission_needed
 from pipelines.validation import PipelineInvalid
-
-
-def permission_needed(permission: str, action: str):
-    """Answer 403 with a page naming the missing permission (after login_required)."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not request.user.has_perm(permission):
-                context = {"permission": permission, "action": action}
-                return render(request, "datasources/source_forbidden.html", context, status=403)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 @login_required

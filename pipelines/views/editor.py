@@ -28,6 +28,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from pydantic import ValidationError
 
 from datasources.models import Dataset, DataSource
+from mlops_site.permissions import permission_needed
 from pipelines import services
 from pipelines.choices import RunTrigger, StepKind
 from pipelines.engine.cache import StepCache
@@ -44,7 +45,6 @@ from pipelines.runs import PipelineBusy, start_run
 from pipelines.services import StepFreshness
 from pipelines.templatetags.mlops_format import MESSAGE_WORDS
 from pipelines.validation import PipelineInvalid, StepError, params_errors, validate_steps
-from pipelines.views.pipelines import permission_needed
 
 EDITOR_PAGE = "pipelines/pipeline_editor.html"
 EDITOR_FORM = "pipelines/htmx/editor_form.html"

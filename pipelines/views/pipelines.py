@@ -8,7 +8,6 @@ a template or redirects. An HTMX request gets the fragment of the page it swaps.
 
 import json
 import re
-from functools import wraps
 from urllib.parse import urlencode, urlsplit
 
 from django.contrib import messages
@@ -20,6 +19,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from mlops_site.permissions import permission_needed
 from pipelines import services
 from pipelines.choices import RunStatus, RunTrigger
 from pipelines.models import Pipeline
@@ -30,22 +30,6 @@ PAGE_SIZE = 25
 IMPORT_MAX_BYTES = 1_000_000
 NEVER_RUN = "never"
 STATUS_CHOICES = [(NEVER_RUN, "Never run"), *RunStatus.choices]
-
-
-def permission_needed(permission: str, action: str):
-    """Answer 403 with a page naming the missing permission (after login_required)."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if not request.user.has_perm(permission):
-                context = {"permission": permission, "action": action}
-                return render(request, "pipelines/pipeline_forbidden.html", context, status=403)
-            return view(request, *args, **kwargs)
-
-        return wrapped
-
-    return decorator
 
 
 @login_required

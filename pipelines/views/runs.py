@@ -4,19 +4,17 @@ The views parse the request, call `pipelines.progress` or `pipelines.runs`, and 
 template; an HTMX request gets the fragment it swaps.
 """
 
-from functools import wraps
-
 from django import forms
 from django.contrib import messages
 from django.contrib.auth import get_user_model
 from django.contrib.auth.decorators import login_required
-from django.contrib.auth.models import Permission
 from django.shortcuts import get_object_or_404, redirect, render
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
+from mlops_site.permissions import permission_needed
 from mlops_site.widgets import CompactSelect
 from pipelines.choices import RunStatus, RunTrigger
 from pipelines.models import Pipeline, PipelineRun
@@ -58,26 +56,6 @@ class RunFilterForm(forms.Form):
         """The filters that are valid; an invalid one is shown with its error and ignored."""
         self.is_valid()
         return {name: value for name, value in self.cleaned_data.items() if value}
-
-
-def permission_needed(perm: str, action: str):
-    """403 with a page naming the missing permission, for a user logged in without it."""
-
-    def decorator(view):
-        @wraps(view)
-        def wrapped(request, *args, **kwargs):
-            if request.user.has_perm(perm):
-                return view(request, *args, **kwargs)
-            app_label, codename = perm.split(".")
-            permission = Permission.objects.filter(
-                content_type__app_label=app_label, codename=codename
-            ).first()
-            context = {"perm": perm, "permission": permission, "action": action}
-            return render(request, "pipelines/run_forbidden.html", context, status=403)
-
-        return wrapped
-
-    return decorator
 
 
 def _partial(request) -> bool:

@@ -20,13 +20,13 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from mlops_site.permissions import permission_needed
 from pipelines import schedules, services
 from pipelines.choices import CatchUpPolicy, ConcurrencyPolicy, OverlapPolicy
 from pipelines.forms import timezone_choices
 from pipelines.models import Pipeline, PipelineSchedule, PipelineVersion, ScheduleTick
 from pipelines.templatetags.mlops_format import MESSAGE_WORDS, duration
 from pipelines.validation import PipelineInvalid, StepError
-from pipelines.views.pipelines import permission_needed
 
 SETTINGS_PAGE = "pipelines/pipeline_settings.html"
 HISTORY_PAGE = "pipelines/pipeline_history.html"
