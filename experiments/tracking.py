@@ -16,6 +16,11 @@ from typing import Any
 
 # MLflow configures its own loggers at import and narrates migrations at INFO.
 os.environ.setdefault("MLFLOW_LOGGING_LEVEL", "WARNING")
+# A tracking server that does not answer fails a run's start in seconds, not after
+# MLflow's default of 7 retries with exponential backoff (minutes).
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_MAX_RETRIES", "2")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_BACKOFF_FACTOR", "1")
+os.environ.setdefault("MLFLOW_HTTP_REQUEST_TIMEOUT", "10")
 
 import mlflow  # noqa: E402
 import mlflow.sklearn  # noqa: E402
@@ -39,6 +44,19 @@ _MODEL_URI = re.compile(
     r"|models:/(?P<model_id>m-[0-9a-f]{32})"
     r"|models:/(?P<name>[^/@:]+)(?:@(?P<alias>[\w-]+)|/(?P<version>[0-9]+))"
 )
+
+
+class TrackingUnavailable(RuntimeError):
+    """The MLflow tracking store cannot be reached."""
+
+
+def store_name() -> str:
+    """The tracking URI without credentials, for messages."""
+    return _without_credentials(settings.MLFLOW_TRACKING_URI)
+
+
+def _without_credentials(text: str) -> str:
+    return re.sub(r"//[^/@\s]*@", "//", text)
 
 
 class ModelNotFound(LookupError):
@@ -109,8 +127,16 @@ class TrackedRun:
 
     @classmethod
     def start(cls, experiment: str, run_name: str, tags: dict[str, str]) -> "TrackedRun":
-        experiment_id = ensure_experiment(experiment)
-        active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        """Open the run; TrackingUnavailable, naming the store, if it cannot be reached."""
+        try:
+            experiment_id = ensure_experiment(experiment)
+            active = mlflow.start_run(experiment_id=experiment_id, run_name=run_name, tags=tags)
+        except (MlflowException, OSError) as exc:
+            cause = _without_credentials(str(exc).splitlines()[0] if str(exc) else "")[:200]
+            raise TrackingUnavailable(
+                f"the MLflow tracking store at {store_name()} cannot be reached "
+                f"({type(exc).__name__}: {cause}); no step was run"
+            ) from None  # the cause's text carries the URI as given, credentials included
         return cls(active.info.run_id)
 
     def log_params(self, params: dict[str, Any]) -> None:
@@ -351,3 +377,112 @@ def _sklearn_version() -> str:
     import sklearn
 
     return sklearn.__version__
+
+
+def run_exists(run_id: str) -> bool:
+    """Whether the tracking store holds the run; TrackingUnavailable if it cannot say."""
+    try:
+        configure().get_run(run_id)
+    except MlflowException as exc:
+        if exc.error_code == "RESOURCE_DOES_NOT_EXIST":
+            return False
+        raise TrackingUnavailable(f"the MLflow tracking store at {store_name()} failed") from None
+    except OSError:
+        raise TrackingUnavailable(
+            f"the MLflow tracking store at {store_name()} cannot be reached"
+        ) from None
+    return True
+
+
+def list_artifacts(run_id: str, folder: str = "") -> list[dict]:
+    """The files and folders directly in `folder` of a run: path, is_dir and size."""
+    items = configure().list_artifacts(run_id, folder or None)
+    return [{"path": i.path, "is_dir": i.is_dir, "size": i.file_size} for i in items]
+
+
+def local_artifact_root(run_id: str) -> Path | None:
+    """The folder holding a run's artifacts when it is on this machine, else None."""
+    from mlflow.utils.file_utils import local_file_uri_to_path
+
+    uri = configure().get_run(run_id).info.artifact_uri
+    if uri.startswith("file:") or "://" not in uri:
+        return Path(local_file_uri_to_path(uri))
+    return None
+
+
+def list_experiments() -> list[dict]:
+    """Every active experiment as {"id", "name", "tags"}, by name.
+
+    TrackingUnavailable, naming the store, when it cannot be reached.
+    """
+    with _reading():
+        found = configure().search_experiments(order_by=["name ASC"], max_results=50_000)
+    return [{"id": exp.experiment_id, "name": exp.name, "tags": dict(exp.tags)} for exp in found]
+
+
+def search_runs(
+    experiment_ids: list[str],
+    filter_string: str = "",
+    order_by: list[str] | None = None,
+    max_results: int = 25,
+    page_token: str | None = None,
+) -> tuple[list[dict], str | None]:
+    """One page of runs as plain dicts (id, name, status, start_time in ms, params,
+    metrics, tags) and the token of the next page (None on the last).
+
+    ValueError for a filter or ordering MLflow refuses; TrackingUnavailable when the
+    store cannot be reached.
+    """
+    with _reading():
+        page = configure().search_runs(
+            experiment_ids,
+            filter_string=filter_string,
+            order_by=order_by,
+            max_results=max_results,
+            page_token=page_token,
+        )
+    token = page.token.decode() if isinstance(page.token, bytes) else page.token
+    return [_run_dict(run) for run in page], token or None
+
+
+def get_experiment(experiment_id: str) -> dict | None:
+    """One experiment as `list_experiments` gives it; None when there is no such id."""
+    with _reading():
+        try:
+            found = configure().get_experiment(experiment_id)
+        except MlflowException as exc:
+            if exc.error_code in ("RESOURCE_DOES_NOT_EXIST", "INVALID_PARAMETER_VALUE"):
+                return None
+            raise
+    return {"id": found.experiment_id, "name": found.name, "tags": dict(found.tags)}
+
+
+def _run_dict(run) -> dict:
+    return {
+        "id": run.info.run_id,
+        "name": run.info.run_name,
+        "status": run.info.status,
+        "start_time": run.info.start_time,
+        "params": dict(run.data.params),
+        "metrics": dict(run.data.metrics),
+        "tags": dict(run.data.tags),
+    }
+
+
+class _reading:
+    """Turns MLflow's failures into ValueError (a request it refuses) or
+    TrackingUnavailable (a store it cannot reach), with no credentials in the text."""
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, exc, traceback):
+        if isinstance(exc, MlflowException) and exc.error_code == "INVALID_PARAMETER_VALUE":
+            raise ValueError(_without_credentials(exc.message)) from None
+        if isinstance(exc, (MlflowException, OSError)):
+            cause = _without_credentials(str(exc).splitlines()[0] if str(exc) else "")[:200]
+            raise TrackingUnavailable(
+                f"the MLflow tracking store at {store_name()} cannot be reached "
+                f"({type(exc).__name__}: {cause})"
+            ) from None
+        return False

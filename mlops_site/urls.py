@@ -7,6 +7,7 @@ urlpatterns = [
     path("pipelines/", include("pipelines.urls")),
     path("runs/", include("pipelines.run_urls")),
     path("data/", include("datasources.urls")),
+    path("experiments/", include("experiments.urls")),
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/", include("pipelines.api.urls")),

@@ -1,4 +1,6 @@
 import json
+import socket
+import time
 
 import pandas as pd
 import pytest
@@ -255,3 +257,25 @@ def test_queued_run_is_claimed_once(classifier_pipeline, django_capture_on_commi
     assert first.status == RunStatus.SUCCEEDED
     assert second is None
     assert run.step_runs.filter(order=1).count() == 1
+
+
+def test_an_unreachable_tracking_store_fails_the_run_at_once_naming_it(
+    classifier_pipeline, settings
+):
+    listener = socket.socket()
+    listener.bind(("127.0.0.1", 0))
+    port = listener.getsockname()[1]
+    listener.close()  # nothing listens there now: connections are refused
+    settings.MLFLOW_TRACKING_URI = f"http://ci:s3cret@127.0.0.1:{port}"
+
+    started = time.monotonic()
+    run = run_now(classifier_pipeline)
+
+    assert time.monotonic() - started < 30
+    assert run.status == RunStatus.FAILED
+    assert f"the MLflow tracking store at http://127.0.0.1:{port} cannot be reached" in (
+        run.error_message
+    )
+    assert "s3cret" not in run.error_message + run.logs + run.error_traceback
+    assert not run.step_runs.exclude(status="skipped").exists()
+    assert run.mlflow_run_id == ""

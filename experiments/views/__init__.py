@@ -1,0 +1,1 @@
+"""Analyst pages of the experiments app."""
