@@ -72,6 +72,25 @@ def make_pipeline(db):
 
 
 @pytest.fixture
+def viewer_client(client, django_user_model):
+    """A client logged in as a user with no permission: it may only look."""
+    client.force_login(django_user_model.objects.create_user("viewer"))
+    return client
+
+
+@pytest.fixture
+def worker(monkeypatch):
+    """Executes the runs pages queue in a thread, where a qcluster worker would."""
+    from pipelines import runs
+    from pipelines.tests.browser import InlineWorker
+
+    worker = InlineWorker().start()
+    monkeypatch.setattr(runs, "enqueue", worker.enqueue)
+    yield worker
+    worker.stop()
+
+
+@pytest.fixture
 def silent_port():
     """A local port that accepts connections and never answers, like a stalled server."""
     listener = socket.socket()

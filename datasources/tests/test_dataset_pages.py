@@ -43,12 +43,6 @@ def analyst_client(client, analyst):
     return client
 
 
-@pytest.fixture
-def viewer_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("viewer"))
-    return client
-
-
 def add(name="sales", data=CSV, filename="sales.csv", user=None):
     return services.add_dataset(io.BytesIO(data), name, filename, user)
 

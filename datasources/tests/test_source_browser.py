@@ -11,10 +11,9 @@ from django.db.models import Q
 
 from conftest import require_service
 from datasources.models import DataSource
-from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.models import Pipeline
-from pipelines.tests.browser import PASSWORD, InlineWorker, chromium_page, log_in
+from pipelines.tests.browser import PASSWORD, chromium_page, log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -40,14 +39,6 @@ def mariadb():
     cursor.execute(f"DROP USER {account}")
     cursor.execute(f"DROP DATABASE `{name}`")
     admin.close()
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    worker = InlineWorker().start()
-    monkeypatch.setattr(runs, "enqueue", worker.enqueue)
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture

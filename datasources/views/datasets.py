@@ -20,6 +20,7 @@ from django.views.decorators.http import require_http_methods, require_safe
 
 from datasources import services
 from datasources.models import Dataset
+from mlops_site.htmx import htmx_partial
 from mlops_site.permissions import permission_needed
 
 PAGE_SIZE = 25
@@ -34,7 +35,7 @@ FORM_OVERHEAD_BYTES = 64 * 1024
 @require_safe
 def dataset_list(request):
     context = _list_context(request)
-    partial = request.htmx and not request.htmx.history_restore_request
+    partial = htmx_partial(request)
     template = "datasources/htmx/dataset_table.html" if partial else "datasources/dataset_list.html"
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])

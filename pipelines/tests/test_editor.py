@@ -86,12 +86,6 @@ def analyst_client(client, analyst):
     return client
 
 
-@pytest.fixture
-def viewer_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("viewer"))
-    return client
-
-
 def url(pipeline, tail="") -> str:
     return f"/pipelines/{pipeline.pk}/{tail}"
 

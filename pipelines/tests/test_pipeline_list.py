@@ -40,12 +40,6 @@ def analyst_client(client, analyst):
 
 
 @pytest.fixture
-def viewer_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("viewer"))
-    return client
-
-
-@pytest.fixture
 def iris(analyst):
     return services.create_pipeline(
         "iris", "Iris flowers, cleaned", owner=analyst, steps=[LOAD, CLEAN], user=analyst

@@ -27,12 +27,6 @@ def analyst_client(client, analyst):
 
 
 @pytest.fixture
-def viewer_client(client, django_user_model):
-    client.force_login(django_user_model.objects.create_user("viewer"))
-    return client
-
-
-@pytest.fixture
 def iris(make_pipeline):
     return make_pipeline(IRIS_STEPS, name="iris")
 

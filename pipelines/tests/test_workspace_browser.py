@@ -10,20 +10,11 @@ import pytest
 from django.contrib.auth.models import Permission
 
 import pipelines.testing  # noqa: F401  (registers the `sleep` step for the cancel flow)
-from pipelines import runs
 from pipelines.choices import RunStatus
 from pipelines.models import Pipeline, PipelineRun
-from pipelines.tests.browser import PASSWORD, InlineWorker, chromium_page, log_in
+from pipelines.tests.browser import PASSWORD, chromium_page, log_in
 
 pytestmark = pytest.mark.django_db(transaction=True)
-
-
-@pytest.fixture
-def worker(monkeypatch):
-    worker = InlineWorker().start()
-    monkeypatch.setattr(runs, "enqueue", worker.enqueue)
-    yield worker
-    worker.stop()
 
 
 @pytest.fixture

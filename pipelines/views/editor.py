@@ -28,6 +28,7 @@ from django_htmx.http import HttpResponseClientRedirect
 from pydantic import ValidationError
 
 from datasources.models import Dataset, DataSource
+from mlops_site.htmx import htmx_partial
 from mlops_site.permissions import permission_needed
 from pipelines import services
 from pipelines.choices import RunTrigger, StepKind
@@ -158,7 +159,7 @@ def _save(request, pipeline: Pipeline, cards: list[StepCard]):
         return _render(request, pipeline, cards, notice=notice, page_errors=page_errors)
     after = _latest_version(pipeline)
     text = f"Saved version {after}." if after != before else "Nothing changed: nothing to save."
-    if not _partial(request):
+    if not htmx_partial(request):
         messages.success(request, text)
         return redirect("pipelines:detail", pk=pipeline.pk)
     pipeline = _pipeline(pipeline.pk)
@@ -172,7 +173,7 @@ def _save(request, pipeline: Pipeline, cards: list[StepCard]):
 def step_new(request, pk):
     """One new card with its default params, appended by HTMX to the editor's list."""
     pipeline = _pipeline(pk)
-    if not _partial(request):
+    if not htmx_partial(request):
         return redirect("pipelines:detail", pk=pk)
     slug = request.GET.get("new_type", "")
     index = _number(request.GET.get("next_index")) or len(pipeline.steps.all())
@@ -413,7 +414,7 @@ def _render(request, pipeline, cards, *, notice=None, page_errors=(), saved=Fals
         "next_index": len(cards),
         "tabs": _tabs(pipeline.pk),
     }
-    response = render(request, EDITOR_FORM if _partial(request) else EDITOR_PAGE, context)
+    response = render(request, EDITOR_FORM if htmx_partial(request) else EDITOR_PAGE, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
 
@@ -509,8 +510,3 @@ def _number(text) -> int | None:
 
 def _go(request, url: str):
     return HttpResponseClientRedirect(url) if request.htmx else redirect(url)
-
-
-def _partial(request) -> bool:
-    # Restoring history after a cache miss needs the whole page.
-    return bool(request.htmx) and not request.htmx.history_restore_request

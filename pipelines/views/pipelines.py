@@ -19,6 +19,7 @@ from django.utils.cache import patch_vary_headers
 from django.utils.http import content_disposition_header
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from mlops_site.htmx import htmx_partial
 from mlops_site.permissions import permission_needed
 from pipelines import services
 from pipelines.choices import RunStatus, RunTrigger
@@ -36,7 +37,7 @@ STATUS_CHOICES = [(NEVER_RUN, "Never run"), *RunStatus.choices]
 @require_safe
 def pipeline_list(request):
     context = _list_context(request.GET)
-    template = "pipelines/htmx/pipeline_table.html" if _partial(request) else None
+    template = "pipelines/htmx/pipeline_table.html" if htmx_partial(request) else None
     response = render(request, template or "pipelines/pipeline_list.html", context)
     # The same URL answers a fragment to htmx and the page to a browser: caches must
     # not serve one for the other.
@@ -207,11 +208,6 @@ def _table(request, level: str, text: str):
     query = QueryDict(urlsplit(request.htmx.current_url or "").query)
     context = {**_list_context(query), "notice": {"level": level, "text": text}}
     return render(request, "pipelines/htmx/pipeline_table.html", context)
-
-
-def _partial(request) -> bool:
-    # Restoring history after a cache miss needs the whole page.
-    return bool(request.htmx) and not request.htmx.history_restore_request
 
 
 def _delete_context(pipeline: Pipeline) -> dict:

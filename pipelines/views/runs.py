@@ -14,6 +14,7 @@ from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_POST
 from django_htmx.http import HTMX_STOP_POLLING
 
+from mlops_site.htmx import htmx_partial
 from mlops_site.permissions import permission_needed
 from mlops_site.widgets import CompactSelect
 from pipelines.choices import RunStatus, RunTrigger
@@ -58,11 +59,6 @@ class RunFilterForm(forms.Form):
         return {name: value for name, value in self.cleaned_data.items() if value}
 
 
-def _partial(request) -> bool:
-    """An HTMX request for a fragment; a history restore wants the whole page."""
-    return bool(request.htmx) and not request.htmx.history_restore_request
-
-
 @login_required
 def run_list(request):
     form = RunFilterForm(request.GET)
@@ -75,7 +71,9 @@ def run_list(request):
         "filtered": bool(filters),
         "page_note": asked and asked != str(page.number),
     }
-    template = "pipelines/htmx/run_table.html" if _partial(request) else "pipelines/run_list.html"
+    template = (
+        "pipelines/htmx/run_table.html" if htmx_partial(request) else "pipelines/run_list.html"
+    )
     response = render(request, template, context)
     patch_vary_headers(response, ["HX-Request"])
     return response
@@ -91,7 +89,7 @@ def _run_or_404(pk) -> PipelineRun:
 def run_detail(request, pk):
     run = _run_or_404(pk)
     progress = run_progress(run)
-    if _partial(request):
+    if htmx_partial(request):
         return render(request, "pipelines/htmx/run_progress.html", {"progress": progress})
     context = {
         "run": run,

@@ -20,6 +20,7 @@ from django.urls import reverse
 from django.utils.cache import patch_vary_headers
 from django.views.decorators.http import require_http_methods, require_POST, require_safe
 
+from mlops_site.htmx import htmx_partial
 from mlops_site.permissions import permission_needed
 from pipelines import schedules, services
 from pipelines.choices import CatchUpPolicy, ConcurrencyPolicy, OverlapPolicy
@@ -221,7 +222,7 @@ def schedule_preview(request, pk):
     """The next fire times of the rule being typed, or what is wrong with it."""
     pipeline = get_object_or_404(Pipeline, pk=pk)
     preview = _preview(RuleForm(request.GET))
-    if _partial(request):
+    if htmx_partial(request):
         response = render(request, "pipelines/htmx/schedule_preview.html", {"preview": preview})
     else:  # The page, with the rule as typed and the preview under it.
         form = ScheduleForm(initial=request.GET.dict())
@@ -379,7 +380,7 @@ def pipeline_history(request, pk):
     """The recorded versions, newest first, and the diff between two of them."""
     pipeline = get_object_or_404(Pipeline, pk=pk)
     comparison = _comparison(pipeline, request.GET)
-    if _partial(request):
+    if htmx_partial(request):
         context = {"pipeline": pipeline, "comparison": comparison}
         response = render(request, "pipelines/htmx/history_diff.html", context)
     else:
@@ -436,8 +437,3 @@ def _notice(level: int, text: str, **extra) -> dict:
         "text": text,
         **extra,
     }
-
-
-def _partial(request) -> bool:
-    # Restoring history after a cache miss needs the whole page.
-    return bool(request.htmx) and not request.htmx.history_restore_request
