@@ -1,8 +1,10 @@
-from django.urls import path
+from django.urls import include, path
 
-from dashboards import views
+from dashboards.views import overview
 
 app_name = "dashboards"
 urlpatterns = [
-    path("", views.overview, name="overview"),
+    path("", overview.overview, name="overview"),
+    path("dashboards/", include("dashboards.dashboard_urls")),
+    path("share/", include("dashboards.share_urls")),
 ]

@@ -4,6 +4,7 @@ Every variable has an embedded default so a fresh checkout runs with no services
 SQLite database, django-q2 ORM broker, SQLite MLflow store, local cache and media folders.
 """
 
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -92,7 +93,11 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
         "init_command": "PRAGMA journal_mode=WAL; PRAGMA synchronous=NORMAL;",
         "transaction_mode": "IMMEDIATE",
     }
-    DATABASES["default"]["CONN_MAX_AGE"] = 0
+    # Persistent connections (the URL's 60 s, with health checks), as for the other
+    # databases: opening one costs about 2 ms on each request (connect, the PRAGMAs,
+    # Django's SQL functions, parsing the schema on the first query), as much as the
+    # rest of a prediction request's database work. Forked engine processes open their
+    # own (pipelines.supervisor).
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 
 CACHES = {
@@ -101,6 +106,8 @@ CACHES = {
         "LOCATION": "mlops_cache_table",
     }
 }
+# The operations overview (/) keeps each of its sections this many seconds; 0: no cache.
+MLOPS_OVERVIEW_CACHE_SECONDS = env_int("MLOPS_OVERVIEW_CACHE_SECONDS", 15, minimum=0)
 
 AUTH_PASSWORD_VALIDATORS = [
     {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
@@ -125,6 +132,9 @@ LOGIN_REDIRECT_URL = "dashboards:overview"
 
 # Where the engine writes pipeline_{id}_step_{order}.joblib after each step.
 MLOPS_CACHE_DIR = env_path("MLOPS_CACHE_DIR", BASE_DIR / "cache")
+# User dashboards: the most points one chart sends to the browser; longer series are
+# downsampled (LTTB), scatter plots sampled (dashboards.aggregate).
+MLOPS_CHART_MAX_POINTS = env_int("MLOPS_CHART_MAX_POINTS", 2_000, minimum=10)
 MLOPS_MAX_UPLOAD_BYTES = env_int("MLOPS_MAX_UPLOAD_BYTES", 200 * 1024 * 1024, minimum=1)
 # Refuse extraction from a data source whose account can write (unless the source allows
 # writes), read server files or administer the server: a read-only transaction does not
@@ -158,6 +168,17 @@ MLOPS_ISOLATE_RUNS = env_bool("MLOPS_ISOLATE_RUNS", default=True)
 MLOPS_INSPECT_IN_BACKGROUND = env_bool("MLOPS_INSPECT_IN_BACKGROUND", default=True)
 # Extra modules whose step types are registered at start-up (plug-ins).
 MLOPS_STEP_MODULES = env_list("MLOPS_STEP_MODULES", [])
+# Online prediction (POST /api/models/<name>@<alias>/predict): the most rows one request
+# may send, how many loaded models each web process keeps (an LRU by version), and each
+# user's request rate ("<number>/second|minute|hour|day").
+MLOPS_PREDICT_MAX_ROWS = env_int("MLOPS_PREDICT_MAX_ROWS", 10_000, minimum=1)
+MLOPS_PREDICT_CACHE_SIZE = env_int("MLOPS_PREDICT_CACHE_SIZE", 8, minimum=1)
+MLOPS_PREDICT_RATE = env_str("MLOPS_PREDICT_RATE", "600/minute")
+if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day)", MLOPS_PREDICT_RATE):
+    raise ImproperlyConfigured(
+        f"MLOPS_PREDICT_RATE must look like 600/minute (per second, minute, hour or day), "
+        f"got {MLOPS_PREDICT_RATE!r}"
+    )
 
 # django-q2. `retry` must exceed `timeout`, otherwise the broker hands a still-running
 # task to a second worker and the run executes twice. A worker runs a run and its
@@ -200,6 +221,8 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    # Only views that name a scope are throttled (ScopedRateThrottle).
+    "DEFAULT_THROTTLE_RATES": {"predict": MLOPS_PREDICT_RATE},
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps platform API",

@@ -6,7 +6,7 @@ from pipelines import runs, services
 from pipelines.choices import RunStatus
 from pipelines.engine.registry import STEP_TYPES, parameter_summary
 from pipelines.forms import StepForm, StepInlineFormSet
-from pipelines.models import Pipeline, PipelineRun, PipelineStep, StepRun
+from pipelines.models import Pipeline, PipelineRun, PipelineStep, RunOutput, StepRun
 from pipelines.runs import PipelineBusy
 from pipelines.validation import PipelineInvalid
 
@@ -145,6 +145,22 @@ class StepRunInline(admin.TabularInline):
         return False
 
 
+class RunOutputInline(admin.TabularInline):
+    """What the run wrote: read-only, the save steps record it."""
+
+    model = RunOutput
+    extra = 0
+    can_delete = False
+    fields = ("step_order", "kind", "dataset", "datasource", "table", "mode", "rows", "model_uri")
+    readonly_fields = fields
+
+    def has_add_permission(self, request, obj=None):
+        return False
+
+    def has_change_permission(self, request, obj=None):
+        return False
+
+
 @admin.register(PipelineRun)
 class PipelineRunAdmin(admin.ModelAdmin):
     list_display = (
@@ -180,7 +196,7 @@ class PipelineRunAdmin(admin.ModelAdmin):
         "definition",
     )
     exclude = ("logs",)
-    inlines = [StepRunInline]
+    inlines = [StepRunInline, RunOutputInline]
     actions = ["cancel_runs"]
 
     @admin.action(description="Cancel selected runs", permissions=["cancel"])

@@ -276,6 +276,12 @@ class PipelineRun(models.Model):
             models.Index(
                 fields=["pipeline", "-created_at", "-id"], name="run_pipeline_newest_first"
             ),
+            # The overview's runs per day (status) and durations (pipeline, times) of the
+            # last 30 days are read from this index alone, without reading a run row.
+            models.Index(
+                fields=["created_at", "status", "pipeline", "started_at", "finished_at"],
+                name="run_timeline",
+            ),
         ]
 
     def __str__(self):
@@ -372,6 +378,50 @@ class StepRun(models.Model):
         if self.started_at and self.finished_at:
             return self.finished_at - self.started_at
         return None
+
+
+class RunOutput(models.Model):
+    """What one step of a run wrote: a dataset version or rows of a data source table.
+
+    The save steps record it as they write, whatever they write, so every dataset
+    version and table a run produced can be found from the run (and a dataset version's
+    run from the version). `model_uri` is the fixed MLflow URI of the model whose
+    predictions the rows hold (`models:/<name>/<version>` for a registered model), empty
+    when the step saved data. `dataset_label` and `datasource` are kept as text: the page
+    still says what was written after the dataset or the source is deleted.
+    """
+
+    class Kind(models.TextChoices):
+        DATASET = "dataset", "Dataset"
+        TABLE = "table", "Table"
+
+    run = models.ForeignKey(PipelineRun, related_name="outputs", on_delete=models.CASCADE)
+    step_order = models.PositiveIntegerField()
+    kind = models.CharField(max_length=10, choices=Kind)
+    dataset = models.ForeignKey(
+        "datasources.Dataset",
+        null=True,
+        blank=True,
+        related_name="run_outputs",
+        on_delete=models.SET_NULL,
+    )
+    dataset_label = models.CharField(max_length=120, blank=True)
+    datasource = models.CharField("data source", max_length=100, blank=True)
+    table = models.CharField(max_length=255, blank=True)
+    mode = models.CharField(max_length=10, blank=True)
+    rows = models.PositiveBigIntegerField(null=True, blank=True)
+    model_uri = models.CharField("model URI", max_length=500, blank=True)
+    lineage_columns = models.BooleanField(
+        default=False, help_text="Whether the rows carry the mlops_run_id and mlops_model_uri."
+    )
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        ordering = ["run", "step_order", "pk"]
+
+    def __str__(self):
+        written = self.dataset_label or f"{self.datasource}.{self.table}"
+        return f"{self.run} step {self.step_order} wrote {written}"
 
 
 class PipelineSchedule(models.Model):

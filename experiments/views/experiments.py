@@ -69,7 +69,20 @@ def _run_table(request, experiment_id) -> dict:
     for run in page.runs:
         run["metric_cells"] = [run["metrics"].get(key) for key in page.metric_keys]
         run["param_cells"] = [run["params"].get(key) for key in context["chosen_params"]]
-    return {**context, "page": page}
+    return {**context, "page": page, **_page_links(request)}
+
+
+def _page_links(request) -> dict:
+    """Query values of the Next and Previous links. MLflow's page tokens only lead
+    forward, so each link carries the tokens of the pages before it (`prev`, oldest
+    first; the first page's is empty) and Previous pops the last one."""
+    earlier = request.GET.getlist("prev")
+    links = {"next_prev": [*earlier, request.GET.get("page_token", "")]}
+    if earlier:
+        links["back_token"] = earlier[-1] or None
+        links["back_prev"] = earlier[:-1]
+        links["back_page"] = _page_number(request) - 1 if _page_number(request) > 2 else None
+    return links
 
 
 def _page_number(request) -> int:

@@ -1,9 +1,12 @@
 """What the API shows of pipelines and runs. Read-only except the run trigger's options."""
 
 from drf_spectacular.extensions import OpenApiSerializerExtension
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
 
 from pipelines.choices import RunStatus
+from pipelines.lineage import run_lineage
 from pipelines.models import Pipeline, PipelineRun, PipelineStep, StepRun
 
 
@@ -105,6 +108,11 @@ class RunSerializer(serializers.ModelSerializer):
 
 class RunDetailSerializer(RunSerializer):
     step_runs = StepRunSerializer(many=True, read_only=True)
+    lineage = serializers.SerializerMethodField(
+        help_text="What the run read (datasets and checksums, data sources and queries), "
+        "what it wrote (dataset versions, tables, registered models) and the models its "
+        "predictions came from."
+    )
 
     class Meta(RunSerializer.Meta):
         fields = [
@@ -114,7 +122,12 @@ class RunDetailSerializer(RunSerializer):
             "metrics",
             "mlflow_run_id",
             "step_runs",
+            "lineage",
         ]
+
+    @extend_schema_field(OpenApiTypes.OBJECT)
+    def get_lineage(self, run: PipelineRun) -> dict:
+        return run_lineage(run).as_dict()
 
 
 class StaffRunDetailSerializer(RunDetailSerializer):

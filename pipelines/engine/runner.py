@@ -287,6 +287,9 @@ class PipelineEngine:
         trials = context.pop("_trials", None)
         if trials:
             tracked.log_trials(step.label, trials)
+        curves = context.pop("_curves", None)
+        if curves:
+            tracked.log_curves(curves)
         if "model" in step.step_type.produces:
             model = context["model"]
             rows = inputs if inputs is not None else context["data"]

@@ -23,6 +23,7 @@ from pydantic import Field, PositiveInt, field_validator, model_validator
 
 from datasources.connectors.base import ConnectorError
 from datasources.models import DataSource
+from pipelines import lineage
 from pipelines.choices import StepKind
 from pipelines.engine.registry import (
     DataReferences,
@@ -32,6 +33,7 @@ from pipelines.engine.registry import (
     named_in,
     register,
 )
+from pipelines.models import RunOutput
 
 IDENTIFIER = r"^[A-Za-z_][A-Za-z0-9_$]*(\.[A-Za-z_][A-Za-z0-9_$]*)?$"
 MAX_AGE_HELP = (
@@ -134,14 +136,21 @@ class DatabaseRead(SourceStep):
         frame = source.connector().read(self.query(params), limit=params.limit)
         context["data"] = frame
         context["_source"] = read
-        context["_summary"] = {"datasource": source.name}
+        # What the run page shows of the read: the query as written (secrets stay in
+        # the DataSource, never in a query), the version and when it was read.
+        context["_summary"] = {"datasource": source.name, "query": self.query_text(params)}
         if read["version"] is not None:
             context["_summary"]["version"] = read["version"]
+        context["_summary"]["read_at"] = read["read_at"]
         log(f"read {len(frame)} {self.noun} from {self.read_from(source, params)}")
         return context
 
     def read_from(self, source: DataSource, params) -> str:
         return source.name
+
+    def query_text(self, params) -> str:
+        query = self.query(params)
+        return query if isinstance(query, str) else json.dumps(query, default=str)
 
 
 class SqlParams(SourceParams):
@@ -261,6 +270,11 @@ class SaveTableParams(SourceParams):
     table: str = Field(pattern=IDENTIFIER)
     mode: Literal["fail", "append", "replace"] = "fail"
     source: Literal["data", "predictions"] = Field("data", description="What to save.")
+    lineage_columns: bool = Field(
+        True,
+        description="Saving predictions: add mlops_run_id and mlops_model_uri columns "
+        "naming the run and the model that made each row.",
+    )
 
     @field_validator("datasource")
     @classmethod
@@ -272,7 +286,12 @@ class SaveTableParams(SourceParams):
 
 @register
 class SaveTable(SourceStep):
-    """Write the data or the predictions to a table of a data source that allows writes."""
+    """Write the data or the predictions to a table of a data source that allows writes.
+
+    Saved predictions get `mlops_run_id` and `mlops_model_uri` columns, the run and the
+    model that made each row, unless `lineage_columns` is off; the run's page lists the
+    table written either way (the design is in `pipelines.lineage`).
+    """
 
     slug = "save_table"
     kind = StepKind.SAVE
@@ -287,9 +306,22 @@ class SaveTable(SourceStep):
 
     def run(self, context, params: SaveTableParams, log):
         source = resolve_source(params.datasource)
-        frame = context[params.source]
+        made_by = lineage.producer(context, params.source, params.lineage_columns)
+        frame = made_by.stamp(context[params.source])
         written = source.connector().write(frame, params.table, params.mode)
-        context["_summary"] = {"datasource": source.name, "table": params.table, "rows": written}
+        made_by.record(
+            RunOutput.Kind.TABLE,
+            datasource=source.name,
+            table=params.table,
+            mode=params.mode,
+            rows=written,
+        )
+        context["_summary"] = {
+            "datasource": source.name,
+            "table": params.table,
+            "mode": params.mode,
+            "rows": written,
+        }
         log(f"wrote {written} rows to {source.name}.{params.table} ({params.mode})")
         return context
 

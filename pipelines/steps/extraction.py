@@ -47,7 +47,12 @@ class CsvStep(StepType):
             context["data"] = read_dataset(dataset, params.columns or None, params.limit)
         except ValueError as exc:
             raise ValueError(f"columns: {exc}") from None
-        context["_summary"] = {"dataset": str(dataset), "checksum": dataset.checksum}
+        context["_summary"] = {
+            "dataset": str(dataset),
+            "checksum": dataset.checksum,
+            # The run page links the exact version read, while it is stored.
+            "dataset_id": dataset.pk,
+        }
         log(f"read {len(context['data'])} rows from dataset {dataset}")
         return context
 
@@ -75,10 +80,12 @@ class SklearnDatasetStep(StepType):
         return f"{params.name}@{sklearn.__version__}"
 
     def run(self, context, params: SklearnDatasetParams, log):
+        import sklearn
         from sklearn import datasets
 
         loader = getattr(datasets, f"load_{params.name}")
         frame: pd.DataFrame = loader(as_frame=True).frame
         context["data"] = frame
+        context["_summary"] = {"dataset": f"{params.name} (scikit-learn {sklearn.__version__})"}
         log(f"loaded {params.name}: {len(frame)} rows")
         return context

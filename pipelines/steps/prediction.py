@@ -6,14 +6,20 @@ the estimator: a class and per-class probabilities, a number, a cluster label, a
 anomaly flag, one column per forecast horizon, or a transform's components.
 """
 
+import numpy as np
 import pandas as pd
 from pydantic import Field, field_validator
 from sklearn.base import is_classifier, is_outlier_detector
+from sklearn.ensemble._forest import ForestClassifier
+from sklearn.pipeline import Pipeline
+from sklearn.tree import DecisionTreeClassifier
 
 from experiments import tracking
 from pipelines.choices import StepKind
 from pipelines.engine.context import require_columns
 from pipelines.engine.registry import StepParams, StepType, register
+from pipelines.lineage import PREDICTION_MODEL_KEY
+from pipelines.steps.baselines import ThresholdRules
 
 
 class PredictParams(StepParams):
@@ -66,6 +72,12 @@ class Predict(StepType):
             log(f"predicting with {params.model_uri} ({resolved})")
             context["_summary"] = {"model_uri": params.model_uri, "resolved_uri": resolved}
             model = tracking.load_model(resolved)
+        else:
+            # The engine logged the model trained earlier in the run as `model_uri`.
+            resolved = context.get("model_uri", "")
+            context["_summary"] = {"model_uri": resolved}
+        # The save steps stamp saved predictions with it (pipelines.lineage).
+        context[PREDICTION_MODEL_KEY] = resolved
         features = list(model.feature_names_in_)
         require_columns(frame, features, "data")
         outputs = model_outputs(model, frame[features], params)
@@ -91,17 +103,64 @@ def model_outputs(model, X: pd.DataFrame, params: PredictParams) -> pd.DataFrame
     """
     if not hasattr(model, "predict"):
         return _frame(model.transform(X), X, _output_columns(model))
-    predicted = model.predict(X)
+    estimator, Xt = _prepared(model, X)
+    wants_probabilities = (
+        is_classifier(model) and params.probabilities and hasattr(model, "predict_proba")
+    )
+    if wants_probabilities and _predict_is_argmax_of_proba(estimator):
+        # One walk of the trees gives both columns, exactly as predict() would.
+        probabilities = estimator.predict_proba(Xt)
+        predicted = estimator.classes_.take(np.argmax(probabilities, axis=1), axis=0)
+        return _classes_and_probabilities(model, X, predicted, probabilities, params)
+    predicted = estimator.predict(Xt)
     if predicted.ndim == 2:
         return _frame(predicted, X, _output_columns(model))
     if is_outlier_detector(model):
         # sklearn marks outliers -1 and inliers 1; the column says "is an anomaly".
         return _frame(predicted == -1, X, [params.prediction_column])
-    outputs = _frame(predicted, X, [params.prediction_column])
-    if is_classifier(model) and params.probabilities and hasattr(model, "predict_proba"):
-        columns = [f"probability_{label}" for label in model.classes_]
-        outputs = outputs.join(_frame(model.predict_proba(X), X, columns))
-    return outputs
+    if wants_probabilities:
+        probabilities = estimator.predict_proba(Xt)
+        return _classes_and_probabilities(model, X, predicted, probabilities, params)
+    return _frame(predicted, X, [params.prediction_column])
+
+
+def _prepared(model, X: pd.DataFrame):
+    """The final estimator and X through the pipeline's preparation, done once for both
+    predict and predict_proba: what Pipeline.predict does before its last step."""
+    if not isinstance(model, Pipeline):
+        return model, X
+    Xt = X
+    for _, step in model.steps[:-1]:
+        if step is not None and step != "passthrough":
+            Xt = step.transform(Xt)
+    return model.steps[-1][1], Xt
+
+
+# predict() methods that are, in scikit-learn's source, `classes_.take(argmax(
+# predict_proba(X)))` for one output. Not SVC (Platt scaling can disagree with its
+# decision function), nor the boosting, linear, naive Bayes, neural and neighbours
+# models: they threshold raw scores, which can differ from the argmax of rounded
+# probabilities at a tie; they call both.
+_ARGMAX_OF_PROBA = {
+    cls: (cls.predict, cls.predict_proba)
+    for cls in (ForestClassifier, DecisionTreeClassifier, ThresholdRules)
+}
+
+
+def _predict_is_argmax_of_proba(estimator) -> bool:
+    if getattr(estimator, "n_outputs_", 1) != 1:
+        return False
+    methods = (type(estimator).predict, type(estimator).predict_proba)
+    # The methods themselves, so a subclass overriding either is not taken for its base.
+    return any(methods == vetted for vetted in _ARGMAX_OF_PROBA.values())
+
+
+def _classes_and_probabilities(model, X, predicted, probabilities, params) -> pd.DataFrame:
+    # One frame from columns: building two and joining them costs more than a 1-row predict.
+    columns = {params.prediction_column: predicted}
+    for index, label in enumerate(model.classes_):
+        columns[f"probability_{label}"] = probabilities[:, index]
+    return pd.DataFrame(columns, index=X.index, copy=False)
 
 
 def _output_columns(model) -> list[str]:

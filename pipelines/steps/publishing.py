@@ -6,7 +6,6 @@ the next version of a named Dataset, which a later pipeline's csv step reads by 
 """
 
 import io
-import re
 from typing import Literal
 
 import pandas as pd
@@ -15,13 +14,15 @@ from pydantic import Field, field_validator
 
 from datasources.models import Dataset
 from datasources.services import add_dataset
-from experiments import tracking
+from experiments import registry, tracking
+from pipelines import lineage
 from pipelines.choices import StepKind
 from pipelines.engine.context import require_columns
 from pipelines.engine.registry import StepParams, StepType, register
+from pipelines.models import RunOutput
 
 # MLflow keeps "latest" and "v<number>" to name versions, so they are no aliases.
-RESERVED_ALIAS = re.compile(r"latest|v\d+", re.IGNORECASE)
+RESERVED_ALIAS = registry.RESERVED_ALIAS
 
 
 class RegisterModelParams(StepParams):
@@ -59,7 +60,9 @@ class RegisterModel(StepType):
     produces = ()
 
     def run(self, context, params: RegisterModelParams, log):
-        version = tracking.register_model(
+        # The registry checks the promotion gate before registering: a refused move of
+        # the alias fails the step and leaves no new version.
+        version = registry.register_version(
             context["model_uri"],
             params.name,
             params.alias,
@@ -80,6 +83,11 @@ class SaveDatasetParams(StepParams):
     columns: list[str] | None = Field(
         None, min_length=1, description="Columns to save, in this order; all when empty."
     )
+    lineage_columns: bool = Field(
+        True,
+        description="Saving predictions: add mlops_run_id and mlops_model_uri columns "
+        "naming the run and the model that made each row.",
+    )
 
     @field_validator("name")
     @classmethod
@@ -91,7 +99,12 @@ class SaveDatasetParams(StepParams):
 
 @register
 class SaveDataset(StepType):
-    """Store the data or the predictions as a new CSV version of a named dataset."""
+    """Store the data or the predictions as a new CSV version of a named dataset.
+
+    Saved predictions get `mlops_run_id` and `mlops_model_uri` columns, the run and the
+    model that made each row, unless `lineage_columns` is off; the run's page lists the
+    version written either way (the design is in `pipelines.lineage`).
+    """
 
     slug = "save_dataset"
     kind = StepKind.SAVE
@@ -109,7 +122,14 @@ class SaveDataset(StepType):
         if params.columns:
             require_columns(frame, params.columns)
             frame = frame[params.columns]
-        dataset = _store(frame, params)
+        made_by = lineage.producer(context, params.source, params.lineage_columns)
+        dataset = _store(made_by.stamp(frame), params)
+        made_by.record(
+            RunOutput.Kind.DATASET,
+            dataset=dataset,
+            dataset_label=str(dataset),
+            rows=dataset.row_count,
+        )
         context["_summary"] = {
             "dataset": str(dataset),
             "version": dataset.version,

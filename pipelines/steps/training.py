@@ -193,6 +193,7 @@ class TrainSklearn(StepType):
             scores[f"search_best_{searched['metric']}"] = searched["best_score"]
         log(f"{type(estimator).__name__} on {len(X_train)} rows: {_format(scores)}")
         context["_artifacts"], described = artifacts(params.task, model, y_test, predicted)
+        context["_curves"] = learning_curves(estimator)
         context["model"] = model
         context["metrics"] = {**context.get("metrics", {}), **scores}
         context["_summary"] = {
@@ -207,6 +208,19 @@ class TrainSklearn(StepType):
             **described,
         }
         return context
+
+
+def learning_curves(estimator) -> dict[str, list[float]]:
+    """The per-iteration scores a fitted estimator keeps, as metric histories: gradient
+    boosting's in-sample loss per stage, a neural network's loss (and validation score
+    with early stopping) per epoch."""
+    curves = {
+        "train_loss": getattr(estimator, "train_score_", None),
+        "validation_score": getattr(estimator, "validation_scores_", None),
+    }
+    if getattr(estimator, "loss_curve_", None) is not None:
+        curves["train_loss"] = estimator.loss_curve_
+    return {key: [float(v) for v in values] for key, values in curves.items() if values is not None}
 
 
 def _labelled(frame: pd.DataFrame, params: TrainParams) -> tuple[pd.DataFrame, pd.Series]:

@@ -192,26 +192,6 @@ def test_admin_changelists_render_with_bounded_queries(
         assert response.status_code == 200
 
 
-def test_overview_lists_pipelines_and_runs(
-    admin_client, classifier_pipeline, django_assert_max_num_queries
-):
-    run = runs.start_run(classifier_pipeline, wait=True)
-
-    with django_assert_max_num_queries(6):
-        response = admin_client.get(reverse("dashboards:overview"))
-
-    content = response.content.decode()
-    assert "classifier" in content
-    assert f"#{run.pk}" in content
-    assert "accuracy=" in content
-
-
-def test_overview_requires_login(client, db):
-    response = client.get(reverse("dashboards:overview"))
-    assert response.status_code == 302
-    assert response["Location"].startswith("/accounts/login/")
-
-
 def test_admin_pipeline_page_lists_step_types_and_their_params(admin_client, classifier_pipeline):
     response = admin_client.get(
         reverse("admin:pipelines_pipeline_change", args=[classifier_pipeline.pk])

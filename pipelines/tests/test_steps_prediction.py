@@ -1,12 +1,14 @@
 import numpy as np
 import pandas as pd
 import pytest
+from sklearn.ensemble import RandomForestClassifier
 
 from experiments import tracking
 from pipelines import runs
 from pipelines.choices import RunStatus, StepRunStatus
 from pipelines.engine.registry import get_step_type
-from pipelines.steps.prediction import PredictParams
+from pipelines.steps.estimators import ESTIMATORS
+from pipelines.steps.prediction import PredictParams, model_outputs
 from pipelines.tests.helpers import bundled, rejected, run_step, step_errors
 
 
@@ -260,3 +262,64 @@ def test_predict_with_an_unknown_registered_model_fails_the_step(make_pipeline):
         "step 2 (predict) failed: model_uri: no model at 'models:/churn@champion': "
         "Registered Model with name=churn not found"
     )
+
+
+def _reference_outputs(model, X: pd.DataFrame) -> pd.DataFrame:
+    """What the predict step answered before it shared one walk: predict, then
+    predict_proba, each through the whole Pipeline."""
+    outputs = pd.DataFrame({"prediction": model.predict(X)}, index=X.index)
+    columns = [f"probability_{label}" for label in model.classes_]
+    return outputs.join(pd.DataFrame(model.predict_proba(X), index=X.index, columns=columns))
+
+
+@pytest.mark.parametrize("labels", [None, {0: "no", 1: "yes"}], ids=["int", "text"])
+@pytest.mark.parametrize("estimator", sorted(ESTIMATORS["classification"]))
+def test_outputs_equal_predict_and_predict_proba_for_every_classifier(
+    classification_frame, estimator, labels
+):
+    data = classification_frame
+    if labels:
+        data = data.assign(label=data["label"].map(labels))
+    hyperparams = {}
+    if estimator == "threshold_rules":
+        positive, negative = (labels or {0: 0, 1: 1})[1], (labels or {0: 0, 1: 1})[0]
+        hyperparams = {"rules": {"x1": {">": 0.3, "label": positive}}, "default": negative}
+    context = trained(
+        data, task="classification", estimator=estimator, target="label", hyperparams=hyperparams
+    )
+    model, X = context["model"], data[["x1", "x2", "colour"]]
+
+    outputs = model_outputs(model, X, PredictParams())
+
+    pd.testing.assert_frame_equal(outputs, _reference_outputs(model, X))
+
+
+def test_a_forest_predicts_with_one_walk_and_one_preparation(classification_frame, monkeypatch):
+    context = trained(
+        classification_frame, task="classification", estimator="random_forest", target="label"
+    )
+    model, X = context["model"], classification_frame[["x1", "x2", "colour"]]
+    preparation, forest = model.steps[0][1], model.steps[-1][1]
+    prepared = []
+    real_transform = preparation.transform
+    monkeypatch.setattr(preparation, "transform", lambda X: prepared.append(1) or real_transform(X))
+    monkeypatch.setattr(forest, "predict", lambda X: pytest.fail("the trees were walked twice"))
+
+    outputs = model_outputs(model, X, PredictParams())
+
+    assert prepared == [1]
+    assert (outputs["prediction"] == (outputs["probability_1"] > 0.5)).all()
+
+
+def test_a_subclass_with_its_own_predict_is_asked_for_its_predictions(classification_frame):
+    class Contrarian(RandomForestClassifier):
+        def predict(self, X):
+            return 1 - super().predict(X)
+
+    X, y = classification_frame[["x1"]], classification_frame["label"]
+    model = Contrarian(n_estimators=5, random_state=0).fit(X, y)
+
+    outputs = model_outputs(model, X, PredictParams())
+
+    assert (outputs["prediction"] == model.predict(X)).all()
+    assert (outputs["prediction"] != model.predict_proba(X).argmax(axis=1)).all()

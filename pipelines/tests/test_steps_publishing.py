@@ -72,13 +72,15 @@ def test_model_trained_registered_then_used_by_later_pipelines(make_dataset, mak
     assert "predicting with models:/bc@champion (models:/bc/1)" in scored.logs
     model = logged_model(trained)
     saved = Dataset.objects.get(name="bc-scored")
-    assert (saved.version, saved.row_count, saved.column_count) == (1, 40, 33)
+    # 30 features, the prediction, two probabilities and the two lineage columns.
+    assert (saved.version, saved.row_count, saved.column_count) == (1, 40, 35)
     assert scored.step_runs.get(order=3).summary["dataset"] == "bc-scored v1"
     stored = read_dataset(saved)
-    assert list(stored.columns[-3:]) == ["prediction", "probability_0", "probability_1"]
+    assert list(stored.columns[-5:-2]) == ["prediction", "probability_0", "probability_1"]
+    assert set(stored["mlops_model_uri"]) == {"models:/bc/1"}
     assert (stored["prediction"] == model.predict(new_rows)).all()
     assert np.allclose(stored[["probability_0", "probability_1"]], model.predict_proba(new_rows))
-    assert (read.step_runs.get().rows_out, read.step_runs.get().columns_out) == (40, 33)
+    assert (read.step_runs.get().rows_out, read.step_runs.get().columns_out) == (40, 35)
 
     # Training again moves the alias: the predictions cached under version 1 go stale.
     assert runs.start_run(train, wait=True).status == RunStatus.SUCCEEDED

@@ -18,6 +18,7 @@ from mlops_site.htmx import htmx_partial
 from mlops_site.permissions import permission_needed
 from mlops_site.widgets import CompactSelect
 from pipelines.choices import RunStatus, RunTrigger
+from pipelines.lineage import run_lineage
 from pipelines.models import Pipeline, PipelineRun
 from pipelines.progress import definition_diff, filter_runs, run_page, run_progress
 from pipelines.runs import PipelineBusy, cancel_run, start_run
@@ -89,15 +90,27 @@ def _run_or_404(pk) -> PipelineRun:
 def run_detail(request, pk):
     run = _run_or_404(pk)
     progress = run_progress(run)
+    if htmx_partial(request) and request.htmx.target == "lineage":
+        return _lineage(request, run, progress)
     if htmx_partial(request):
         return render(request, "pipelines/htmx/run_progress.html", {"progress": progress})
     context = {
         "run": run,
         "progress": progress,
+        "lineage": run_lineage(run, progress.step_runs),
         "diff": definition_diff(run.definition, run.pipeline.definition()),
     }
     response = render(request, "pipelines/run_detail.html", context)
     patch_vary_headers(response, ["HX-Request"])
+    return response
+
+
+def _lineage(request, run, progress):
+    """The lineage section, polled while the run runs: it grows as steps finish."""
+    context = {"run": run, "progress": progress, "lineage": run_lineage(run, progress.step_runs)}
+    response = render(request, "pipelines/htmx/run_lineage.html", context)
+    if progress.finished:
+        response.status_code, response.reason_phrase = HTMX_STOP_POLLING, "Stop Polling"
     return response
 
 

@@ -1,0 +1,1 @@
+"""Pages of the dashboards app: the operations overview, user dashboards, share links."""
