@@ -20,17 +20,22 @@ are pandas over engine. See bench/README.md.
 
 import argparse
 import json
-import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    ROOT,
+    configure_environment,
+    setup_django,
+    temporary_folder,
+    timed,
+    verdict,
+)
+
 COLD_TARGET, CACHED_TARGET, MEMORY_TARGET_MB = 0.500, 0.050, 1024
 DATASET = "bench-chart"
 
@@ -43,21 +48,6 @@ def parse_args():
     parser.add_argument("--child", choices=["engine", "pandas"], help=argparse.SUPPRESS)
     parser.add_argument("--path", help=argparse.SUPPRESS)
     return parser.parse_args()
-
-
-def configure_environment(folder: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mlops_site.settings",
-            "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-            "MLOPS_CACHE_DIR": str(folder / "cache"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLOPS_MAX_UPLOAD_BYTES": str(4 * 1024**3),
-            "LOG_LEVEL": "WARNING",
-        }
-    )
 
 
 def chart_spec():
@@ -122,17 +112,8 @@ def child_engine(repeat: int) -> dict:
     started = time.perf_counter()
     data = chart_data(source, spec)
     first = time.perf_counter() - started
-    cold, cached = [], []
-    for _ in range(repeat):
-        cache.clear()
-        started = time.perf_counter()
-        chart_data(source, spec)
-        cold.append(time.perf_counter() - started)
-    for _ in range(repeat):
-        started = time.perf_counter()
-        chart_data(source, spec)
-        cached.append(time.perf_counter() - started)
-    cached.sort()
+    cold = timed(lambda: chart_data(source, spec), repeat, before=cache.clear)
+    cached = sorted(timed(lambda: chart_data(source, spec), repeat))
     return {
         "first": first,
         "cold": statistics.median(cold),
@@ -176,21 +157,11 @@ def run_child(kind: str, repeat: int, path: str = "") -> dict:
     return json.loads(output.strip().splitlines()[-1])
 
 
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
 def bench_aggregation(args) -> None:
     """The chart aggregation engine on a --rows x 10 dataset, against pandas."""
-    folder = Path(tempfile.mkdtemp(prefix="mlops-bench-charts-"))
-    configure_environment(folder)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    try:
-        call_command("migrate", verbosity=0)
+    with temporary_folder("mlops-bench-charts-", args.keep) as folder:
+        configure_environment(folder, MLOPS_MAX_UPLOAD_BYTES=str(4 * 1024**3))
+        setup_django()
         started = time.perf_counter()
         dataset = write_dataset(args.rows, folder)
         print(
@@ -201,11 +172,6 @@ def bench_aggregation(args) -> None:
         engine = run_child("engine", args.repeat)
         baseline = run_child("pandas", args.repeat, dataset.file.path)
         report(engine, baseline)
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 def report(engine: dict, baseline: dict) -> None:

@@ -13,17 +13,24 @@ See bench/README.md.
 """
 
 import argparse
-import os
 import random
-import shutil
 import statistics
 import sys
-import tempfile
 import time
 from datetime import timedelta
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    configure_environment,
+    measure_page,
+    page_table_header,
+    page_table_row,
+    setup_django,
+    temporary_folder,
+    timed,
+    worst_ratio_line,
+)
+
 OVERVIEW_TARGET_MS = 200.0  # the issue: the overview with 100,000 runs under 200 ms
 STEPS = ["Extract", "Clean", "Features", "Train", "Predict"]
 STEP_SHARES = [0.1, 0.1, 0.15, 0.55, 0.1]
@@ -42,49 +49,6 @@ def parse_args():
         "--chart-rows", type=int, default=5_000_000, help="rows of the chart aggregation dataset"
     )
     return parser.parse_args()
-
-
-def configure_environment(folder: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mlops_site.settings",
-            "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-            "MLOPS_CACHE_DIR": str(folder / "cache"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-        }
-    )
-
-
-def measure(client, url: str, requests: int, before=None, **headers):
-    """p50 and p95 in ms, the status code and the query count of one request; `before`
-    runs ahead of each request, outside the timing (e.g. clearing the cache)."""
-    from django.db import connection
-
-    for _ in range(3):
-        if before:
-            before()
-        client.get(url, headers=headers)
-    queries = []
-    if before:
-        before()
-    # Counts every statement, whatever DEBUG says and however often the connection reopens.
-    with connection.execute_wrapper(
-        lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)
-    ):
-        response = client.get(url, headers=headers)
-    timings = []
-    for _ in range(requests):
-        if before:
-            before()
-        started = time.perf_counter()
-        client.get(url, headers=headers)
-        timings.append((time.perf_counter() - started) * 1000)
-    p95 = statistics.quantiles(timings, n=20)[-1]
-    return statistics.median(timings), p95, response.status_code, len(queries)
 
 
 # --- the operations overview ---------------------------------------------------------
@@ -209,7 +173,7 @@ def bench_overview(args) -> float:
     user = get_user_model().objects.create_user("bench", password="bench")
     client = Client()
     client.force_login(user)
-    _, baseline, _, _ = measure(Client(), reverse("login"), args.requests)
+    _, baseline, _, _ = measure_page(Client(), reverse("login"), args.requests)
     url = reverse("dashboards:overview")
     print(f"baseline (login page) p95 {baseline:.1f} ms")
 
@@ -229,17 +193,10 @@ def bench_overview(args) -> float:
     ):
         function = getattr(overview, name)
         function()
-        timings = []
-        for _ in range(5):
-            began = time.perf_counter()
-            function()
-            timings.append((time.perf_counter() - began) * 1000)
+        timings = [seconds * 1000 for seconds in timed(function, 5)]
         print(f"  {name:<18}{statistics.median(timings):>8.1f} ms")
 
-    print(
-        f"{'overview':<30}{'status':>7}{'queries':>9}{'p50 ms':>9}{'p95 ms':>9}"
-        f"{'target':>8}{'p95/target':>12}{'p95/baseline':>14}"
-    )
+    print(page_table_header("overview", 30))
     worst = 0.0
     cases = [
         ("page, uncached", url, 0, cache.clear, {}),
@@ -249,12 +206,12 @@ def bench_overview(args) -> float:
     for name, path, cache_seconds, before, headers in cases:
         settings.MLOPS_OVERVIEW_CACHE_SECONDS = cache_seconds
         cache.clear()
-        p50, p95, status, queries = measure(client, path, args.requests, before, **headers)
-        worst = max(worst, p95 / OVERVIEW_TARGET_MS)
-        print(
-            f"{name:<30}{status:>7}{queries:>9}{p50:>9.1f}{p95:>9.1f}{OVERVIEW_TARGET_MS:>8.0f}"
-            f"{p95 / OVERVIEW_TARGET_MS:>12.2f}{p95 / baseline:>14.1f}"
+        p50, p95, status, queries = measure_page(
+            client, path, args.requests, before=before, **headers
         )
+        worst = max(worst, p95 / OVERVIEW_TARGET_MS)
+        row = page_table_row(name, status, queries, p50, p95, OVERVIEW_TARGET_MS, baseline, 30)
+        print(row)
     return worst
 
 
@@ -271,27 +228,11 @@ def bench_aggregation(args) -> None:
 
 def main():
     args = parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="mlops-bench-dashboards-"))
-    configure_environment(folder)
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    try:
-        call_command("migrate", verbosity=0)
-        call_command("createcachetable", verbosity=0)
-        worst = bench_overview(args)
-        print(
-            f"overview worst p95/target ratio: {worst:.2f} (target <= 1.00) "
-            f"{'OK' if worst <= 1 else 'MISSED'}"
-        )
+    with temporary_folder("mlops-bench-dashboards-", args.keep) as folder:
+        configure_environment(folder)
+        setup_django("createcachetable")
+        print(worst_ratio_line(bench_overview(args), "overview worst"))
         bench_aggregation(args)
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
 
 
 if __name__ == "__main__":

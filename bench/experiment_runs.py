@@ -19,15 +19,20 @@ import gc
 import os
 import pstats
 import random
-import shutil
-import statistics
 import sys
-import tempfile
 import time
 import uuid
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    configure_environment,
+    measure_page,
+    page_table_header,
+    page_table_row,
+    setup_django,
+    temporary_folder,
+    worst_ratio_line,
+)
+
 TARGET_MS = 500.0
 METRICS = ("accuracy", "f1", "precision", "recall")
 ESTIMATORS = ("random_forest", "logistic", "gradient_boosting", "svm")
@@ -40,22 +45,6 @@ def parse_args():
     parser.add_argument("--profile", action="store_true", help="cProfile the slowest page")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser.parse_args()
-
-
-def configure_environment(folder: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mlops_site.settings",
-            "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-            "MLOPS_CACHE_DIR": str(folder / "cache"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFLOW_ARTIFACT_ROOT": str(folder / "artifacts"),
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-        }
-    )
 
 
 def seed(run_count: int) -> str:
@@ -174,26 +163,6 @@ def _tags(pipeline, pk: int) -> dict:
     }
 
 
-def measure(client, url: str, requests: int, **headers) -> tuple[float, float, int, int]:
-    """p50 and p95 in ms, the status code and the Django query count of one request."""
-    from django.db import connection
-
-    for _ in range(2):
-        response = client.get(url, headers=headers)
-    queries = []
-    with connection.execute_wrapper(
-        lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)
-    ):
-        response = client.get(url, headers=headers)
-    timings = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        client.get(url, headers=headers)
-        timings.append((time.perf_counter() - started) * 1000)
-    p95 = statistics.quantiles(timings, n=20)[-1]
-    return statistics.median(timings), p95, response.status_code, len(queries)
-
-
 def later_page_url(experiment_id: str, page: int) -> str:
     """The URL of page `page` of the runs, following the page tokens the pages link."""
     from urllib.parse import urlencode
@@ -216,69 +185,54 @@ def check_runs_page(client, experiment_id: str, run_count: int) -> None:
         sys.exit(f"seeding failed: MLflow counts {found} runs of {run_count}")
 
 
-def main():
-    args = parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="mlops-bench-experiments-"))
-    configure_environment(folder)
-    import django
-
-    django.setup()
+def bench_pages(args) -> None:
     from django.contrib.auth import get_user_model
-    from django.core.management import call_command
     from django.test import Client
 
-    try:
-        call_command("migrate", verbosity=0)
-        started = time.perf_counter()
-        experiment_id = seed(args.runs)
-        print(f"seeded {args.runs:,} MLflow runs in {time.perf_counter() - started:.1f} s")
-        user = get_user_model().objects.create_superuser("bench", "", "bench")
-        client = Client()
-        client.force_login(user)
-        check_runs_page(client, experiment_id, args.runs)
-        # Seeding's garbage would make the first full collections in the timed requests
-        # slower than a serving process's.
-        gc.collect()
-        runs_url = f"/experiments/{experiment_id}/"
-        later = max(2, min(41, args.runs // 25))
-        pages = [
-            ("runs page", runs_url, {}),
-            ("runs fragment (HTMX)", runs_url, {"HX-Request": "true"}),
-            ("sorted by accuracy", runs_url + "?sort=metrics.accuracy&desc=1", {}),
-            ("filtered accuracy > 0.9", runs_url + "?filter=accuracy+%3E+0.9", {}),
-            (f"page {later}", later_page_url(experiment_id, later), {}),
-            ("experiments list", "/experiments/", {}),
-        ]
-        _, baseline, _, _ = measure(Client(), "/accounts/login/", args.requests)
-        print(f"baseline (login page) p95 {baseline:.1f} ms")
-        print(
-            f"{'page':<26}{'status':>7}{'queries':>9}{'p50 ms':>9}{'p95 ms':>9}"
-            f"{'target':>8}{'p95/target':>12}{'p95/baseline':>14}"
-        )
-        worst, slowest = 0.0, None
-        for name, url, headers in pages:
-            p50, p95, status, queries = measure(client, url, args.requests, **headers)
-            if p95 / TARGET_MS > worst:
-                worst, slowest = p95 / TARGET_MS, (name, url, headers)
-            print(
-                f"{name:<26}{status:>7}{queries:>9}{p50:>9.1f}{p95:>9.1f}{TARGET_MS:>8.0f}"
-                f"{p95 / TARGET_MS:>12.2f}{p95 / baseline:>14.1f}"
-            )
-        print(
-            f"worst p95/target ratio: {worst:.2f} (target <= 1.00) "
-            f"{'OK' if worst <= 1 else 'MISSED'}"
-        )
-        if args.profile:
-            name, url, headers = slowest
-            print(f"\ncProfile of {name}:")
-            profiler = cProfile.Profile()
-            profiler.runcall(client.get, url, headers=headers)
-            pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+    started = time.perf_counter()
+    experiment_id = seed(args.runs)
+    print(f"seeded {args.runs:,} MLflow runs in {time.perf_counter() - started:.1f} s")
+    user = get_user_model().objects.create_superuser("bench", "", "bench")
+    client = Client()
+    client.force_login(user)
+    check_runs_page(client, experiment_id, args.runs)
+    # Seeding's garbage would make the first full collections in the timed requests
+    # slower than a serving process's.
+    gc.collect()
+    runs_url = f"/experiments/{experiment_id}/"
+    later = max(2, min(41, args.runs // 25))
+    pages = [
+        ("runs page", runs_url, {}),
+        ("runs fragment (HTMX)", runs_url, {"HX-Request": "true"}),
+        ("sorted by accuracy", runs_url + "?sort=metrics.accuracy&desc=1", {}),
+        ("filtered accuracy > 0.9", runs_url + "?filter=accuracy+%3E+0.9", {}),
+        (f"page {later}", later_page_url(experiment_id, later), {}),
+        ("experiments list", "/experiments/", {}),
+    ]
+    _, baseline, _, _ = measure_page(Client(), "/accounts/login/", args.requests, warmups=2)
+    print(f"baseline (login page) p95 {baseline:.1f} ms")
+    print(page_table_header())
+    worst, slowest = 0.0, None
+    for name, url, headers in pages:
+        p50, p95, status, queries = measure_page(client, url, args.requests, warmups=2, **headers)
+        if p95 / TARGET_MS > worst:
+            worst, slowest = p95 / TARGET_MS, (name, url, headers)
+        print(page_table_row(name, status, queries, p50, p95, TARGET_MS, baseline))
+    print(worst_ratio_line(worst))
+    if args.profile:
+        name, url, headers = slowest
+        print(f"\ncProfile of {name}:")
+        profiler = cProfile.Profile()
+        profiler.runcall(client.get, url, headers=headers)
+        pstats.Stats(profiler).sort_stats("cumulative").print_stats(25)
+
+
+def main():
+    args = parse_args()
+    with temporary_folder("mlops-bench-experiments-", args.keep) as folder:
+        configure_environment(folder, MLFLOW_ARTIFACT_ROOT=str(folder / "artifacts"))
+        setup_django()
+        bench_pages(args)
 
 
 if __name__ == "__main__":

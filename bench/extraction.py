@@ -19,7 +19,6 @@ import argparse
 import json
 import logging
 import logging.handlers
-import os
 import resource
 import subprocess
 import sys
@@ -28,7 +27,8 @@ import time
 import uuid
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, configure_environment, setup_django
+
 QUERY = "SELECT * FROM wide"
 
 
@@ -106,16 +106,8 @@ def _prepare(method: str, database: str):
 
 
 def _prepare_step(database: str):
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mlops_site.settings"
-    folder = tempfile.mkdtemp(prefix="bench-extraction-")
-    os.environ["DATABASE_URL"] = f"sqlite:///{folder}/db.sqlite3"
-    sys.path.insert(0, str(ROOT))
-    import django
-
-    django.setup()
-    from django.core.management import call_command
-
-    call_command("migrate", verbosity=0)
+    configure_environment(Path(tempfile.mkdtemp(prefix="bench-extraction-")))
+    setup_django()
     from datasources.sources import save_source
     from pipelines.engine.registry import get_step_type
 

@@ -23,15 +23,14 @@ import argparse
 import json
 import os
 import resource
-import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import ROOT, temporary_folder
+
 OPEN_TARGET, PAGE_TARGET = 0.300, 1.0
 PIPELINE, ORDER = 1, 1
 
@@ -167,15 +166,11 @@ def main() -> None:
         {"write": write, "inspect": inspect, "baseline": baseline}[args.phase](args)
         return
 
-    folder = tempfile.mkdtemp(prefix="bench-inspector-")
-    try:
-        written = child("write", args, folder)
-        sizes = {path.name: path.stat().st_size for path in Path(folder).iterdir()}
-        seen = child("inspect", args, folder)
-        base = child("baseline", args, folder)
-    finally:
-        if not args.keep:
-            shutil.rmtree(folder, ignore_errors=True)
+    with temporary_folder("bench-inspector-", args.keep) as folder:
+        written = child("write", args, str(folder))
+        sizes = {path.name: path.stat().st_size for path in folder.iterdir()}
+        seen = child("inspect", args, str(folder))
+        base = child("baseline", args, str(folder))
     mb = 1024 * 1024
     memory = written["memory"]
     print(f"frame: {args.rows:,} rows x {args.columns} columns, {memory / mb:,.0f} MB in memory")

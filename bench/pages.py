@@ -11,16 +11,19 @@ See bench/README.md.
 """
 
 import argparse
-import os
-import shutil
-import statistics
-import sys
-import tempfile
 import time
 from datetime import timedelta
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import (
+    configure_environment,
+    measure_page,
+    page_table_header,
+    page_table_row,
+    setup_django,
+    temporary_folder,
+    worst_ratio_line,
+)
+
 STEPS = [
     ("csv", {"dataset": "sales"}),
     ("drop_na", {}),
@@ -43,21 +46,6 @@ def parse_args():
     parser.add_argument("--requests", type=int, default=30)
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser.parse_args()
-
-
-def configure_environment(folder: Path) -> None:
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mlops_site.settings",
-            "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-            "MLOPS_CACHE_DIR": str(folder / "cache"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "LOG_LEVEL": "WARNING",
-            "DJANGO_ALLOWED_HOSTS": "testserver",
-        }
-    )
 
 
 def seed(pipeline_count: int, run_count: int):
@@ -106,87 +94,51 @@ def seed(pipeline_count: int, run_count: int):
     return running, pipelines[0]
 
 
-def measure(client, url: str, requests: int) -> tuple[float, float, int, int]:
-    """p50 and p95 in ms, the status code and the query count of one request."""
-    from django.db import connection
+def bench_pages(args):
+    from django.contrib.auth import get_user_model
+    from django.test import Client
+    from django.urls import reverse
 
-    for _ in range(3):
-        response = client.get(url)
-    queries = []
-    # Counts every statement, whatever DEBUG says and however often the connection reopens.
-    with connection.execute_wrapper(
-        lambda execute, sql, *rest: queries.append(sql) or execute(sql, *rest)
-    ):
-        response = client.get(url)
-    timings = []
-    for _ in range(requests):
-        started = time.perf_counter()
-        client.get(url)
-        timings.append((time.perf_counter() - started) * 1000)
-    p95 = statistics.quantiles(timings, n=20)[-1]
-    return statistics.median(timings), p95, response.status_code, len(queries)
+    started = time.perf_counter()
+    running, pipeline = seed(args.pipelines, args.runs)
+    print(
+        f"seeded {args.pipelines:,} pipelines and {args.runs:,} runs "
+        f"in {time.perf_counter() - started:.1f} s"
+    )
+    user = get_user_model().objects.create_superuser("bench", "", "bench")
+    client = Client()
+    client.force_login(user)
+    _, baseline, _, _ = measure_page(Client(), reverse("login"), args.requests)
+    pages = [
+        ("pipelines list", reverse("pipelines:list"), PAGE_TARGET_MS),
+        ("pipelines list, page 20", reverse("pipelines:list") + "?page=20", PAGE_TARGET_MS),
+        ("pipelines search", reverse("pipelines:list") + "?q=pipeline-09", PAGE_TARGET_MS),
+        ("runs list", reverse("runs:list"), PAGE_TARGET_MS),
+        ("runs list, page 100", reverse("runs:list") + "?page=100", PAGE_TARGET_MS),
+        ("pipeline editor", reverse("pipelines:detail", args=[pipeline.pk]), PAGE_TARGET_MS),
+        ("run page", reverse("runs:detail", args=[running.pk]), PAGE_TARGET_MS),
+        (
+            "progress partial",
+            reverse("runs:progress", args=[running.pk]) + f"?after={len(running.logs)}",
+            PARTIAL_TARGET_MS,
+        ),
+    ]
+    print(f"baseline (login page) p95 {baseline:.1f} ms")
+    print(page_table_header())
+    worst = 0.0
+    for name, url, target in pages:
+        p50, p95, status, queries = measure_page(client, url, args.requests)
+        worst = max(worst, p95 / target)
+        print(page_table_row(name, status, queries, p50, p95, target, baseline))
+    print(worst_ratio_line(worst))
 
 
 def main():
     args = parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="mlops-bench-pages-"))
-    configure_environment(folder)
-    import django
-
-    django.setup()
-    from django.contrib.auth import get_user_model
-    from django.core.management import call_command
-    from django.test import Client
-    from django.urls import reverse
-
-    try:
-        call_command("migrate", verbosity=0)
-        started = time.perf_counter()
-        running, pipeline = seed(args.pipelines, args.runs)
-        print(
-            f"seeded {args.pipelines:,} pipelines and {args.runs:,} runs "
-            f"in {time.perf_counter() - started:.1f} s"
-        )
-        user = get_user_model().objects.create_superuser("bench", "", "bench")
-        client = Client()
-        client.force_login(user)
-        _, baseline, _, _ = measure(Client(), reverse("login"), args.requests)
-        pages = [
-            ("pipelines list", reverse("pipelines:list"), PAGE_TARGET_MS),
-            ("pipelines list, page 20", reverse("pipelines:list") + "?page=20", PAGE_TARGET_MS),
-            ("pipelines search", reverse("pipelines:list") + "?q=pipeline-09", PAGE_TARGET_MS),
-            ("runs list", reverse("runs:list"), PAGE_TARGET_MS),
-            ("runs list, page 100", reverse("runs:list") + "?page=100", PAGE_TARGET_MS),
-            ("pipeline editor", reverse("pipelines:detail", args=[pipeline.pk]), PAGE_TARGET_MS),
-            ("run page", reverse("runs:detail", args=[running.pk]), PAGE_TARGET_MS),
-            (
-                "progress partial",
-                reverse("runs:progress", args=[running.pk]) + f"?after={len(running.logs)}",
-                PARTIAL_TARGET_MS,
-            ),
-        ]
-        print(f"baseline (login page) p95 {baseline:.1f} ms")
-        print(
-            f"{'page':<26}{'status':>7}{'queries':>9}{'p50 ms':>9}{'p95 ms':>9}"
-            f"{'target':>8}{'p95/target':>12}{'p95/baseline':>14}"
-        )
-        worst = 0.0
-        for name, url, target in pages:
-            p50, p95, status, queries = measure(client, url, args.requests)
-            worst = max(worst, p95 / target)
-            print(
-                f"{name:<26}{status:>7}{queries:>9}{p50:>9.1f}{p95:>9.1f}{target:>8.0f}"
-                f"{p95 / target:>12.2f}{p95 / baseline:>14.1f}"
-            )
-        print(
-            f"worst p95/target ratio: {worst:.2f} (target <= 1.00) "
-            f"{'OK' if worst <= 1 else 'MISSED'}"
-        )
-    finally:
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+    with temporary_folder("mlops-bench-pages-", args.keep) as folder:
+        configure_environment(folder)
+        setup_django()
+        bench_pages(args)
 
 
 if __name__ == "__main__":

@@ -12,17 +12,15 @@ import argparse
 import contextlib
 import os
 import secrets
-import shutil
 import signal
 import subprocess
 import sys
-import tempfile
 import time
 from pathlib import Path
 
 import redis
+from common import ROOT, configure_environment, setup_django, temporary_folder, verdict
 
-ROOT = Path(__file__).resolve().parent.parent
 WORKERS = 2
 REDIS_SERVER = "redis://127.0.0.1:6379"
 MARIADB_SERVER = {"host": "127.0.0.1", "port": 3306, "user": "root"}
@@ -41,27 +39,6 @@ def parse_args():
     parser.add_argument("--db", choices=["sqlite", "mariadb"], default="sqlite")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder")
     return parser.parse_args()
-
-
-def configure_environment(folder: Path, database_url: str, q_name: str) -> None:
-    """Point the settings at `folder` before django.setup(); the clusters inherit them."""
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mlops_site.settings",
-            "DATABASE_URL": database_url,
-            "Q_BROKER": "orm",
-            "Q_NAME": q_name,
-            "Q_WORKERS": str(WORKERS),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFLOW_ARTIFACT_ROOT": str(folder / "mlartifacts"),
-            "MLOPS_CACHE_DIR": str(folder / "cache"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "MLOPS_STEP_MODULES": "pipelines.testing",  # the sleep and noop steps
-            "MLOPS_ISOLATE_RUNS": "1",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
 
 
 def mariadb(statement: str) -> None:
@@ -302,17 +279,8 @@ def print_targets(results: list[dict], step_ms: float) -> None:
     )
 
 
-def verdict(ok: bool) -> str:
-    return "OK" if ok else "MISSED"
-
-
 def benchmark(args, folder: Path, redis_url: str | None) -> None:
-    import django
-    from django.core.management import call_command
-
-    django.setup()
-    call_command("migrate", verbosity=0)
-    call_command("createcachetable", verbosity=0)
+    setup_django("createcachetable")
     one_step = make_pipeline("bench-one", 1, max_active_runs=max(args.runs, WORKERS))
     results = [bench_broker("orm", "orm", one_step, args, folder)]
     if redis_url:
@@ -346,21 +314,27 @@ def clean_up(kind: str, name: str, redis_url: str | None, q_name: str) -> None:
 
 def main() -> None:
     args = parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="bench-queue-"))
     q_name, database = f"bench{secrets.token_hex(4)}", f"mlops_bench_{os.getpid()}"
     # A SIGTERM to this script unwinds through the finally blocks that stop the clusters.
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     redis_url = None
-    try:
-        configure_environment(folder, create_database(args.db, folder, database), q_name)
-        redis_url = free_redis_url()
-        benchmark(args, folder, redis_url)
-    finally:
-        clean_up(args.db, database, redis_url, q_name)
-        if args.keep:
-            print(f"kept {folder}")
-        else:
-            shutil.rmtree(folder, ignore_errors=True)
+    with temporary_folder("bench-queue-", args.keep) as folder:
+        try:
+            # The clusters inherit these settings.
+            configure_environment(
+                folder,
+                DATABASE_URL=create_database(args.db, folder, database),
+                Q_BROKER="orm",
+                Q_NAME=q_name,
+                Q_WORKERS=str(WORKERS),
+                MLFLOW_ARTIFACT_ROOT=str(folder / "mlartifacts"),
+                MLOPS_STEP_MODULES="pipelines.testing",  # the sleep and noop steps
+                MLOPS_ISOLATE_RUNS="1",
+            )
+            redis_url = free_redis_url()
+            benchmark(args, folder, redis_url)
+        finally:
+            clean_up(args.db, database, redis_url, q_name)
 
 
 if __name__ == "__main__":

@@ -28,6 +28,8 @@ import time
 from pathlib import Path
 from types import SimpleNamespace
 
+from common import configure_environment
+
 ROOT = Path(__file__).resolve().parent.parent
 VENV_BIN = Path(sys.executable).parent
 MODEL = "breast-cancer-classifier"
@@ -52,27 +54,6 @@ def parse_args():
     )
     parser.add_argument("--repeat", type=int, default=300, help="rounds of the in-process part")
     return parser.parse_args()
-
-
-def configure_environment(folder: Path) -> None:
-    """Point the settings at `folder`; must run before django.setup(). The servers
-    started later inherit it."""
-    sys.path.insert(0, str(ROOT))
-    os.environ.update(
-        {
-            "DJANGO_SETTINGS_MODULE": "mlops_site.settings",
-            "DATABASE_URL": f"sqlite:///{folder / 'bench.db'}",
-            "MLOPS_CACHE_DIR": str(folder / "cache"),
-            "MEDIA_ROOT": str(folder / "media"),
-            "MLFLOW_TRACKING_URI": f"sqlite:///{folder / 'mlflow.db'}",
-            "MLFLOW_ARTIFACT_ROOT": str(folder / "mlartifacts"),
-            "MLOPS_ISOLATE_RUNS": "0",
-            "MLOPS_INSPECT_IN_BACKGROUND": "0",
-            # The bench measures serving, not the throttle's refusals.
-            "MLOPS_PREDICT_RATE": "100000000/minute",
-            "LOG_LEVEL": "WARNING",
-        }
-    )
 
 
 def build_demo_model() -> str:
@@ -284,9 +265,9 @@ def in_process_overhead(payloads: dict, token: str, repeat: int = 300) -> None:
     import pandas as pd
     from rest_framework.authentication import TokenAuthentication
     from rest_framework.test import APIClient
-    from rest_framework.throttling import ScopedRateThrottle
 
     from experiments import serving, tracking
+    from experiments.throttling import PredictRateThrottle
     from pipelines.steps.prediction import PredictParams, model_outputs
 
     model = tracking.load_model(f"models:/{MODEL}/1")
@@ -305,7 +286,7 @@ def in_process_overhead(payloads: dict, token: str, repeat: int = 300) -> None:
         user, _ = TokenAuthentication().authenticate_credentials(token)
         serving.may_predict(user, MODEL)
         request = SimpleNamespace(user=user, META={"REMOTE_ADDR": "127.0.0.1"})
-        ScopedRateThrottle().allow_request(request, SimpleNamespace(throttle_scope="predict"))
+        PredictRateThrottle().allow_request(request, SimpleNamespace(throttle_scope="predict"))
 
     def endpoint():
         response = client.post(path, payloads[1], content_type="application/json")
@@ -318,7 +299,7 @@ def in_process_overhead(payloads: dict, token: str, repeat: int = 300) -> None:
             MODEL, "champion"
         ),
         "check the record, build the frame": lambda: serving.records_frame(body, columns.columns),
-        "token, permission, throttle (7 queries)": access_checks,
+        "token, permission, throttle (3 queries)": access_checks,
         "count(): one ServingStat upsert": lambda: serving.count(MODEL, 1, 1, 1.0, False),
         "endpoint, in process": endpoint,
     }
@@ -347,7 +328,15 @@ def in_process_overhead(payloads: dict, token: str, repeat: int = 300) -> None:
 def main() -> None:
     args = parse_args()
     folder = Path(tempfile.mkdtemp(prefix="bench-serving-"))
-    configure_environment(folder)
+    configure_environment(
+        folder,
+        MLFLOW_ARTIFACT_ROOT=str(folder / "mlartifacts"),
+        MLOPS_ISOLATE_RUNS="0",
+        MLOPS_INSPECT_IN_BACKGROUND="0",
+        # The bench measures serving, not the throttle's refusals.
+        MLOPS_PREDICT_RATE="100000000/minute",
+        DJANGO_ALLOWED_HOSTS="127.0.0.1,localhost,testserver",
+    )
     servers = {}
     try:
         print(f"training and registering the demo classifier in {folder} ...")

@@ -12,14 +12,11 @@ deleted at the end. See bench/README.md.
 """
 
 import argparse
-import os
-import shutil
 import sys
-import tempfile
 import time
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from common import configure_environment, temporary_folder
+
 TARGET_RATIO = 1.10
 LABEL = "label"
 SEED = 7
@@ -29,20 +26,6 @@ ESTIMATORS = {
     "random_forest": {"n_estimators": 20, "max_depth": 10},
     "hist_gradient_boosting": {"max_iter": 50},
 }
-
-
-def configure_django(folder: Path) -> None:
-    """Point the database, step cache, media and MLflow at `folder`, then set up Django."""
-    sys.path.insert(0, str(ROOT))
-    os.environ["DJANGO_SETTINGS_MODULE"] = "mlops_site.settings"
-    os.environ["DATABASE_URL"] = f"sqlite:///{folder / 'bench.db'}"
-    os.environ["MLOPS_CACHE_DIR"] = str(folder / "cache")
-    os.environ["MEDIA_ROOT"] = str(folder / "media")
-    os.environ["MLFLOW_TRACKING_URI"] = f"sqlite:///{folder / 'mlflow.db'}"
-    os.environ["MLFLOW_ARTIFACT_ROOT"] = str(folder / "mlartifacts")
-    import django
-
-    django.setup()
 
 
 def make_frame(rows: int):
@@ -123,9 +106,11 @@ def main() -> int:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--repeat", type=int, default=3, help="alternating runs; best counts")
     args = parser.parse_args()
-    folder = Path(tempfile.mkdtemp(prefix="mlops-bench-training-"))
-    try:
-        configure_django(folder)
+    with temporary_folder("mlops-bench-training-") as folder:
+        configure_environment(folder, MLFLOW_ARTIFACT_ROOT=str(folder / "mlartifacts"))
+        import django
+
+        django.setup()
         frame = make_frame(args.rows)
         # Both paths import and warm up on a small slice, so no timed run pays for it.
         for estimator in ESTIMATORS:
@@ -144,8 +129,6 @@ def main() -> int:
         print(
             f"worst step/direct wall-time ratio {worst:.3f} (target <= {TARGET_RATIO:.2f}) {verdict}"
         )
-    finally:
-        shutil.rmtree(folder, ignore_errors=True)
     return 0
 
 

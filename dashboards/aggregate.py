@@ -772,14 +772,7 @@ def _as_table(data: ChartData, spec: ChartSpec) -> ChartData:
     rows = [[label, *[s["values"][i] for s in data.series]] for i, label in enumerate(data.labels)]
     rows = rows[:TABLE_MAX_ROWS]
     columns = [spec.x, *[s["name"] for s in data.series]]
-    return ChartData(
-        labels=[],
-        series=[],
-        columns=columns,
-        rows=rows,
-        points=len(rows) * len(columns),
-        downsampled=data.downsampled or len(data.labels) > len(rows),
-    )
+    return _table(columns, rows, data.downsampled or len(data.labels) > len(rows))
 
 
 def _raw_table(path: Path, spec: ChartSpec, kinds: dict, conditions: list[dict]) -> ChartData:
@@ -794,13 +787,18 @@ def _raw_table(path: Path, spec: ChartSpec, kinds: dict, conditions: list[dict])
     selected = ", ".join(_quote(c) for c in columns)
     frame = _query(f"SELECT {selected} FROM {_from(path)}{where}{order} LIMIT {limit + 1}", params)
     rows = [[_cell(v) for v in row] for row in frame.head(limit).itertuples(index=False)]
+    return _table(columns, rows, len(frame) > limit)
+
+
+def _table(columns: list[str], rows: list[list], downsampled: bool) -> ChartData:
+    """A table chart's data: `rows` under `columns`."""
     return ChartData(
         labels=[],
         series=[],
         columns=columns,
         rows=rows,
         points=len(rows) * len(columns),
-        downsampled=len(frame) > limit,
+        downsampled=downsampled,
     )
 
 

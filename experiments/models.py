@@ -129,3 +129,24 @@ class ServingStat(models.Model):
 
     def __str__(self):
         return f"{self.model_name} v{self.version} at {self.minute:%Y-%m-%d %H:%M}"
+
+
+class ThrottleCounter(models.Model):
+    """The prediction endpoint's rate limit state of one caller and scope: one row,
+    changed by one UPDATE per allowed request (experiments.throttling). `slot` numbers
+    the rate's periods since the epoch; `current` counts the requests allowed in it and
+    `previous` those of the period before."""
+
+    ident = models.CharField(max_length=64, help_text="user:<id>, or ip:<address>.")
+    scope = models.CharField(max_length=32)
+    slot = models.BigIntegerField()
+    current = models.PositiveIntegerField(default=0)
+    previous = models.PositiveIntegerField(default=0)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(fields=["ident", "scope"], name="one_throttle_counter")
+        ]
+
+    def __str__(self):
+        return f"{self.scope} {self.ident}: {self.current} in period {self.slot}"

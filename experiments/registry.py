@@ -144,14 +144,9 @@ def remove_alias(name: str, alias: str, user=None, reason: str = "") -> AliasCha
     """Remove `alias` from model `name` and record it; AliasRefused if it is not set."""
     previous = check_alias_removal(name, alias)
     tracking.delete_model_alias(name, alias)
-    return AliasChange.objects.create(
-        model_name=name,
-        alias=alias,
-        version=None,
-        previous_version=previous,
-        changed_by=user,
-        reason=reason.strip(),
-    )
+    change = _alias_change(name, alias, None, previous, user, reason)
+    change.save()
+    return change
 
 
 def check_alias_removal(name: str, alias: str) -> int:
@@ -174,7 +169,16 @@ def check_alias_change(
     previous = tracking.alias_version(name, alias)
     if previous == version:
         raise AliasRefused(f"alias: “{alias}” already points at version {version}.")
-    change = AliasChange(
+    change = _alias_change(name, alias, version, previous, user, reason)
+    _apply_gate(change, metrics, f"version {version}", override)
+    return change
+
+
+def _alias_change(
+    name: str, alias: str, version: int | None, previous: int | None, user, reason: str
+) -> AliasChange:
+    """An unsaved record of `alias` moving from `previous` to `version` (None: removed)."""
+    return AliasChange(
         model_name=name,
         alias=alias,
         version=version,
@@ -182,8 +186,6 @@ def check_alias_change(
         changed_by=user,
         reason=reason.strip(),
     )
-    _apply_gate(change, metrics, f"version {version}", override)
-    return change
 
 
 def check_new_version(name: str, alias: str, metrics: dict[str, float]) -> None:

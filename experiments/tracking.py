@@ -101,9 +101,18 @@ def after_fork() -> None:
         engine.dispose(close=False)
 
 
+_client: tuple[str, MlflowClient] | None = None
+
+
 def configure() -> MlflowClient:
-    mlflow.set_tracking_uri(settings.MLFLOW_TRACKING_URI)
-    return MlflowClient(settings.MLFLOW_TRACKING_URI)
+    """The client of the configured store. It is kept (for the last URI only: tests switch
+    stores) because building one costs about 0.35 ms, a tenth of a prediction's overhead."""
+    global _client
+    uri = settings.MLFLOW_TRACKING_URI
+    mlflow.set_tracking_uri(uri)
+    if _client is None or _client[0] != uri:
+        _client = (uri, MlflowClient(uri))
+    return _client[1]
 
 
 def ensure_experiment(name: str) -> str:

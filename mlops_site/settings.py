@@ -5,6 +5,7 @@ SQLite database, django-q2 ORM broker, SQLite MLflow store, local cache and medi
 """
 
 import re
+from datetime import timedelta
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -43,7 +44,9 @@ INSTALLED_APPS = [
     "django.contrib.staticfiles",
     "django_htmx",
     "rest_framework",
-    "rest_framework.authtoken",
+    "rest_framework.authtoken",  # legacy: keys made before knox tokens still sign in
+    "knox",
+    "django_filters",
     "drf_spectacular",
     "drf_spectacular_sidecar",
     "django_q",
@@ -213,24 +216,36 @@ else:
 
 REST_FRAMEWORK = {
     # Token first: its WWW-Authenticate header is what turns a missing login into a 401.
+    # Knox tokens (and legacy DRF keys): pipelines.api.auth. Sessions enforce CSRF.
     "DEFAULT_AUTHENTICATION_CLASSES": [
-        "rest_framework.authentication.TokenAuthentication",
+        "pipelines.api.auth.TokenAuthentication",
         "rest_framework.authentication.SessionAuthentication",
     ],
     "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Only views that name a scope are throttled (ScopedRateThrottle).
+    # Only views that name a scope are throttled (experiments.throttling.PredictRateThrottle).
     "DEFAULT_THROTTLE_RATES": {"predict": MLOPS_PREDICT_RATE},
+}
+# API tokens (django-rest-knox): stored as digests, expire this many days after they are
+# made (0: never), revocable at /api/v1/tokens/. Tokens start with "mlops_".
+MLOPS_API_TOKEN_TTL_DAYS = env_int("MLOPS_API_TOKEN_TTL_DAYS", 90, minimum=0)
+KNOX_TOKEN_MODEL = "pipelines.ApiToken"
+REST_KNOX = {
+    "TOKEN_TTL": timedelta(days=MLOPS_API_TOKEN_TTL_DAYS) if MLOPS_API_TOKEN_TTL_DAYS else None,
+    "TOKEN_PREFIX": "mlops_",
+    "AUTH_HEADER_PREFIX": "Token",
 }
 SPECTACULAR_SETTINGS = {
     "TITLE": "MLOps platform API",
     "DESCRIPTION": "Trigger pipeline runs and follow them.",
+    # /api/ serves the same views for one release; only /api/v1/ is described.
+    "PREPROCESSING_HOOKS": ["pipelines.api.schema.only_v1"],
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],
-    # Swagger UI is served from this site's static files: /api/docs/ works offline.
+    # Swagger UI is served from this site's static files: /api/v1/docs/ works offline.
     "SWAGGER_UI_DIST": "SIDECAR",
     "SWAGGER_UI_FAVICON_HREF": "SIDECAR",
     # Runs and step runs both have a `status` field with different choices.

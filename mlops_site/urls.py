@@ -2,6 +2,13 @@ from django.contrib import admin
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
+api_v1 = [
+    path("models/", include(("experiments.api_urls", "models-api"), namespace="models-api-v1")),
+    path("schema/", SpectacularAPIView.as_view(), name="api-schema"),
+    path("docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("", include("pipelines.api.urls")),
+]
+
 urlpatterns = [
     path("", include("dashboards.urls")),
     path("pipelines/", include("pipelines.urls")),
@@ -12,7 +19,10 @@ urlpatterns = [
     path("accounts/", include("django.contrib.auth.urls")),
     path("admin/", admin.site.urls),
     path("api/models/", include(("experiments.api_urls", "models-api"))),
-    path("api/", include("pipelines.api.urls")),
-    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema"),
-    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema"), name="api-docs"),
+    path("api/v1/", include(api_v1)),
+    # The unversioned API, kept for one release: the same views (the schema lists only
+    # /api/v1/; links in answers point there).
+    path("api/schema/", SpectacularAPIView.as_view(), name="api-schema-unversioned"),
+    path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema")),
+    path("api/", include("pipelines.api.urls", namespace="pipelines-api-legacy")),
 ]

@@ -2,7 +2,8 @@
 
 from django.contrib.auth import get_user_model
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
+
+from pipelines.api.tokens import issue_token
 
 # What a CI job or an orchestrator needs to trigger runs and follow them.
 INTEGRATION_PERMISSIONS = [
@@ -13,10 +14,12 @@ INTEGRATION_PERMISSIONS = [
 ]
 
 
-def create_integration_user(username: str) -> tuple[str, bool]:
-    """Make (or complete) a user that can run pipelines; returns its token and if it is new.
+def create_integration_user(username: str, token_name: str = "integration") -> tuple[str, bool]:
+    """Make (or complete) a user that can run pipelines; returns a new token and if it is new.
 
-    The user has no usable password: it signs in with the token only.
+    The user has no usable password: it signs in with tokens only. Each call issues a new
+    token (only its digest is stored, so an earlier one cannot be shown again); earlier
+    tokens keep working until they expire or are revoked (DELETE /api/v1/tokens/<id>/).
     """
     User = get_user_model()
     user, created = User.objects.get_or_create(username=username)
@@ -24,8 +27,8 @@ def create_integration_user(username: str) -> tuple[str, bool]:
         user.set_unusable_password()
         user.save(update_fields=["password"])
     user.user_permissions.add(*_permissions(INTEGRATION_PERMISSIONS))
-    token, _ = Token.objects.get_or_create(user=user)
-    return token.key, created
+    _, token = issue_token(user, token_name)
+    return token, created
 
 
 def _permissions(names: list[str]) -> list[Permission]:

@@ -5,6 +5,7 @@ from django.db import models
 from django.db.models import Count, F, OuterRef, Subquery, Value
 from django.db.models.functions import Coalesce, Concat
 from django.utils import timezone
+from knox.models import AbstractAuthToken
 
 from pipelines.choices import (
     ACTIVE_RUN_STATUSES,
@@ -499,3 +500,21 @@ class ScheduleTick(models.Model):
     def __str__(self):
         local = self.tick_at.astimezone(ZoneInfo(self.schedule.timezone))
         return f"{self.schedule} @ {local:%Y-%m-%d %H:%M %Z} {self.outcome}"
+
+
+class ApiToken(AbstractAuthToken):
+    """An API token (django-rest-knox's, as `KNOX_TOKEN_MODEL`), named for its integration.
+
+    Only a digest of the token is stored; the token itself is shown once, when it is made.
+    """
+
+    # An id to list and revoke a token by: the digest, knox's primary key, stays private.
+    id = models.BigAutoField(primary_key=True)
+    digest = models.CharField(max_length=128, unique=True)
+    name = models.CharField(max_length=100, help_text="What the token is for, e.g. ci-deploy.")
+
+    class Meta:
+        ordering = ["-created"]
+
+    def __str__(self):
+        return f"{self.name} ({self.token_key}…) of {self.user}"

@@ -15,10 +15,16 @@ from django.db import connection
 from django.test.utils import CaptureQueriesContext
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
-from rest_framework.throttling import ScopedRateThrottle
 
-from experiments import serving, tracking
-from experiments.models import LATENCY_BUCKETS_MS, ModelPolicy, ServingStat, latency_bucket
+from experiments import serving, throttling, tracking
+from experiments.models import (
+    LATENCY_BUCKETS_MS,
+    ModelPolicy,
+    ServingStat,
+    ThrottleCounter,
+    latency_bucket,
+)
+from experiments.throttling import PredictRateThrottle
 from pipelines import runs
 from pipelines.choices import RunStatus
 
@@ -267,7 +273,7 @@ def test_callers_need_a_token_and_the_predict_permission_or_the_models_group(
 
 def test_too_many_requests_are_refused_with_429(api, classifier, monkeypatch):
     # DRF reads the rates once at import; this is the table MLOPS_PREDICT_RATE fills.
-    monkeypatch.setattr(ScopedRateThrottle, "THROTTLE_RATES", {"predict": "2/minute"})
+    monkeypatch.setattr(PredictRateThrottle, "THROTTLE_RATES", {"predict": "2/minute"})
 
     codes = [post(api, "churn@champion", {"records": [ROW]}).status_code for _ in range(3)]
     refused = post(api, "churn@champion", {"records": [ROW]})
@@ -275,6 +281,117 @@ def test_too_many_requests_are_refused_with_429(api, classifier, monkeypatch):
     assert codes == [200, 200, 429]
     assert refused.json()["detail"].startswith("Request was throttled.")
     assert int(refused["Retry-After"]) > 0
+    # Refusals are not counted: the row holds the two requests allowed.
+    assert ThrottleCounter.objects.get(scope="predict").current == 2
+
+
+def test_the_permission_is_one_query_and_read_on_every_request(
+    classifier, django_user_model, django_assert_num_queries
+):
+    predict = Permission.objects.get(codename="predict")
+    own = django_user_model.objects.create_user("own")
+    own.user_permissions.add(predict)
+    holders = Group.objects.create(name="holders")
+    holders.permissions.add(predict)
+    by_group = django_user_model.objects.create_user("by-group")
+    by_group.groups.add(holders)
+    callers = Group.objects.create(name="churn-callers")
+    ModelPolicy.objects.create(name="churn", predict_group=callers)
+    member = django_user_model.objects.create_user("member")
+    member.groups.add(callers)
+    admin = django_user_model.objects.create_superuser("admin")
+    inactive = django_user_model.objects.create_user("inactive", is_active=False)
+    inactive.user_permissions.add(predict)
+    nobody = django_user_model.objects.create_user("nobody")
+    nobody.groups.add(Group.objects.create(name="unrelated"))
+    ModelPolicy.objects.create(name="other")  # a policy without a group admits nobody
+
+    expected = {
+        own: (True, True),
+        by_group: (True, True),
+        member: (True, False),
+        admin: (True, True),
+        inactive: (False, False),
+        nobody: (False, False),
+    }
+    for user, (churn, other) in expected.items():
+        with django_assert_num_queries(0 if user in (admin, inactive) else 1):
+            assert serving.may_predict(user, "churn") is churn, user
+        assert serving.may_predict(user, "other") is other, user
+
+    # Revoked in the admin: refused from the next request on, in every way it was given.
+    clients = {user: token_client(user) for user in (own, by_group, member)}
+    for client in clients.values():
+        assert post(client, "churn@champion", {"records": [ROW]}).status_code == 200
+    own.user_permissions.remove(predict)
+    holders.permissions.remove(predict)
+    member.groups.remove(callers)
+    for client in clients.values():
+        assert post(client, "churn@champion", {"records": [ROW]}).status_code == 403
+    own.user_permissions.add(predict)
+    assert post(clients[own], "churn@champion", {"records": [ROW]}).status_code == 200
+    # An account deactivated is refused at the token already.
+    own.is_active = False
+    own.save()
+    assert post(clients[own], "churn@champion", {"records": [ROW]}).status_code == 401
+
+
+def test_the_rate_is_per_user(api, predictor, classifier, django_user_model, monkeypatch):
+    monkeypatch.setattr(PredictRateThrottle, "THROTTLE_RATES", {"predict": "1/hour"})
+    other = django_user_model.objects.create_user("other")
+    other.user_permissions.add(Permission.objects.get(codename="predict"))
+    other_api = token_client(other)
+
+    assert post(api, "churn@champion", {"records": [ROW]}).status_code == 200
+    assert post(api, "churn@champion", {"records": [ROW]}).status_code == 429
+    assert post(other_api, "churn@champion", {"records": [ROW]}).status_code == 200
+    assert post(other_api, "churn/1", {"records": [ROW]}).status_code == 429
+
+
+# The throttle's arithmetic at chosen times: a rate of 10 per minute, from 6000 s (the
+# start of period 100). Marked `database` so it runs on MariaDB too, where the UPDATE's
+# assignments see each other's new values.
+START = 6000.0
+
+
+@pytest.mark.database
+@pytest.mark.django_db
+def test_the_throttle_allows_the_rate_then_refuses_until_the_window_slides():
+    take = throttling.take
+
+    allowed = [take("user:1", "predict", 10, 60, START + i) for i in range(12)]
+
+    assert allowed == [0.0] * 10 + [pytest.approx(50.0), pytest.approx(49.0)]  # next period
+    row = ThrottleCounter.objects.get()
+    assert (row.slot, row.current, row.previous) == (100, 10, 0)
+    # In the next period the ten fade: 21 s in (f = 0.35) 6.5 of them count, so four
+    # more pass (6.5 + 3 < 10); the fifth waits until 10 * (1 - f) + 4 < 10, f > 0.4.
+    assert [take("user:1", "predict", 10, 60, START + 81) for _ in range(5)] == [0.0] * 4 + [
+        pytest.approx(3.0)
+    ]
+    row.refresh_from_db()
+    assert (row.slot, row.current, row.previous) == (101, 4, 10)
+    # Two periods later nothing is left: a new window.
+    assert take("user:1", "predict", 10, 60, START + 180) == 0.0
+    row.refresh_from_db()
+    assert (row.slot, row.current, row.previous) == (103, 1, 0)
+    # Another user and another scope have their own rows.
+    assert take("user:2", "predict", 10, 60, START + 180) == 0.0
+    assert take("user:1", "other", 10, 60, START + 180) == 0.0
+    assert ThrottleCounter.objects.count() == 3
+
+
+def test_retry_after_is_when_the_estimate_falls_below_the_rate():
+    until = throttling.seconds_until_allowed
+    # Full in this period (f = 0.25): the next period, once 10 * (1 - g) < 10, g > 0.
+    assert until(100, 10, 0, 10, 60, START + 15) == pytest.approx(45.0)
+    # 20 in this period: half of them must fade in the next, g > 0.5.
+    assert until(100, 20, 0, 10, 60, START + 15) == pytest.approx(75.0)
+    # 4 now and 12 before, at f = 0.25 (4 + 9 = 13): 12 * (1 - f) < 6 from f = 0.5.
+    assert until(100, 4, 12, 10, 60, START + 15) == pytest.approx(15.0)
+    # Read in the next period: the row's 12 became the previous period's.
+    assert until(99, 12, 0, 10, 60, START + 6) == pytest.approx(4.0)
+    assert until(100, 3, 0, 10, 60, START + 15) == 0.0
 
 
 def test_each_request_is_counted_for_its_version_and_minute(api, classifier):
@@ -403,7 +520,7 @@ def test_a_prediction_costs_a_fixed_number_of_queries(api, classifier):
         answer = post(api, "churn@champion", {"records": [ROW] * 5})
 
     assert answer.status_code == 200
-    # The token, the user's and groups' permissions, the throttle's cache row (read; then
-    # count, read, update in a savepoint) and the count's one UPDATE: none per record.
+    # The token, the permission (one query), the throttle's UPDATE and the count's UPDATE:
+    # none per record.
     statements = [q["sql"].split()[0] for q in queries.captured_queries]
-    assert statements == ["SELECT"] * 5 + ["SAVEPOINT", "SELECT", "UPDATE", "RELEASE", "UPDATE"]
+    assert statements == ["SELECT", "SELECT", "UPDATE", "UPDATE"]

@@ -1,6 +1,5 @@
 """What the API shows of pipelines and runs. Read-only except the run trigger's options."""
 
-from drf_spectacular.extensions import OpenApiSerializerExtension
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import extend_schema_field
 from rest_framework import serializers
@@ -23,6 +22,7 @@ class PipelineSerializer(serializers.ModelSerializer):
         view_name="pipelines-api:pipeline-detail", lookup_url_kwarg="reference"
     )
     experiment = serializers.CharField(source="experiment_name", read_only=True)
+    owner = serializers.SlugRelatedField(slug_field="username", read_only=True, allow_null=True)
     # Annotated by the view, so a page of pipelines is one query.
     step_count = serializers.IntegerField(read_only=True)
     last_run_status = serializers.ChoiceField(
@@ -31,7 +31,16 @@ class PipelineSerializer(serializers.ModelSerializer):
 
     class Meta:
         model = Pipeline
-        fields = ["id", "url", "name", "description", "experiment", "step_count", "last_run_status"]
+        fields = [
+            "id",
+            "url",
+            "name",
+            "description",
+            "owner",
+            "experiment",
+            "step_count",
+            "last_run_status",
+        ]
 
 
 class PipelineDetailSerializer(PipelineSerializer):
@@ -57,11 +66,6 @@ class RunTriggerSerializer(serializers.Serializer):
             message = f"Unknown field; a trigger accepts: {', '.join(self.fields)}."
             raise serializers.ValidationError({name: [message] for name in unknown})
         return attrs
-
-
-class RunFilterSerializer(serializers.Serializer):
-    pipeline = serializers.CharField(required=False, help_text="Pipeline name or id.")
-    status = serializers.ChoiceField(choices=RunStatus.choices, required=False)
 
 
 class StepRunSerializer(serializers.ModelSerializer):
@@ -138,27 +142,9 @@ class StaffRunDetailSerializer(RunDetailSerializer):
 
 
 class ProblemSerializer(serializers.Serializer):
+    """DRF's own error body, which the prediction endpoint still gives.
+
+    The views of pipelines.api answer every 4xx with pipelines.api.errors.ErrorSerializer.
+    """
+
     detail = serializers.CharField()
-
-
-class StepErrorSerializer(serializers.Serializer):
-    step = serializers.IntegerField(allow_null=True, help_text="Order of the step, if any.")
-    field = serializers.CharField()
-    message = serializers.CharField()
-
-
-class PipelineInvalidSerializer(ProblemSerializer):
-    errors = StepErrorSerializer(many=True)
-
-
-class FieldErrorsSerializer(serializers.Serializer):
-    """DRF's validation errors: each rejected field, or header, with its messages."""
-
-
-class FieldErrorsExtension(OpenApiSerializerExtension):
-    # The field names are the caller's, so the schema can only say what each maps to.
-    target_class = FieldErrorsSerializer
-
-    def map_serializer(self, auto_schema, direction):
-        messages = {"type": "array", "items": {"type": "string"}}
-        return {"type": "object", "additionalProperties": messages}

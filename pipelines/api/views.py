@@ -3,28 +3,31 @@
 Runs start and stop through `pipelines.runs`, the same functions every other trigger uses.
 """
 
+import hashlib
+
+from django.db.models import Count, Max
+from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
-    PolymorphicProxySerializer,
     extend_schema,
     extend_schema_view,
 )
 from rest_framework import status, viewsets
 from rest_framework.decorators import action
-from rest_framework.exceptions import APIException, NotFound, ValidationError
+from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.permissions import BasePermission, IsAuthenticated
 from rest_framework.response import Response
 
+from pipelines.api.errors import Conflict, ErrorSerializer, InvalidPipeline
+from pipelines.api.filters import PipelineFilter, RunFilter
+from pipelines.api.pagination import NewestFirstCursorPagination, PagePagination
+from pipelines.api.schema import ApiViewMixin
 from pipelines.api.serializers import (
-    FieldErrorsSerializer,
     PipelineDetailSerializer,
-    PipelineInvalidSerializer,
     PipelineSerializer,
-    ProblemSerializer,
     RunDetailSerializer,
-    RunFilterSerializer,
     RunSerializer,
     RunTriggerSerializer,
     StaffRunDetailSerializer,
@@ -33,11 +36,6 @@ from pipelines.choices import RunTrigger
 from pipelines.models import Pipeline, PipelineRun
 from pipelines.runs import PipelineBusy, cancel_run, start_run
 from pipelines.validation import PipelineInvalid
-
-
-class Conflict(APIException):
-    status_code = status.HTTP_409_CONFLICT
-    default_code = "conflict"
 
 
 class CanStartRuns(BasePermission):
@@ -75,21 +73,35 @@ RUN_LOCATION = OpenApiParameter(
     response=[200, 202],
     description="The run's URL, to follow it.",
 )
-TRIGGER_ERRORS = PolymorphicProxySerializer(
-    component_name="TriggerErrors",
-    serializers=[PipelineInvalidSerializer, FieldErrorsSerializer],
-    resource_type_field_name=None,
+IF_NONE_MATCH = OpenApiParameter(
+    "If-None-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description="The ETag of the run as last read: 304 and no body while it is unchanged.",
+)
+RUN_ETAG = OpenApiParameter(
+    "ETag",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    response=[200, 304],
+    description="Changes with the run's status, heartbeat and step progress.",
 )
 
 
-@extend_schema_view(retrieve=extend_schema(parameters=[REFERENCE]))
-class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
+@extend_schema_view(
+    list=extend_schema(description="Pipelines by name, with their latest run's status."),
+    retrieve=extend_schema(parameters=[REFERENCE]),
+)
+class PipelineViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
     serializer_class = PipelineSerializer
     lookup_url_kwarg = "reference"
     lookup_value_regex = "[^/]+"
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = PipelineFilter
+    pagination_class = PagePagination
 
     def get_queryset(self):
-        pipelines = Pipeline.objects.with_run_summary()
+        pipelines = Pipeline.objects.with_run_summary().select_related("owner")
         return pipelines.prefetch_related("steps") if self.action == "retrieve" else pipelines
 
     def get_serializer_class(self):
@@ -114,13 +126,13 @@ class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
             ),
             202: OpenApiResponse(RunSerializer, "Queued for a worker."),
             400: OpenApiResponse(
-                TRIGGER_ERRORS,
-                "The pipeline is invalid, or from_step names no step or a disabled one "
-                "(`detail` and per-step `errors`); or the body or the Idempotency-Key header "
-                "is malformed (each rejected field or header with its messages).",
+                ErrorSerializer,
+                "`pipeline_invalid`: the pipeline is invalid, or from_step names no step or "
+                "a disabled one (an error per step and field); `invalid`: the body or the "
+                "Idempotency-Key header is malformed (each rejected field or header).",
             ),
-            403: OpenApiResponse(ProblemSerializer, "No permission to start runs."),
-            409: OpenApiResponse(ProblemSerializer, "Refused: the pipeline is at its limit."),
+            403: OpenApiResponse(ErrorSerializer, "No permission to start runs."),
+            409: OpenApiResponse(ErrorSerializer, "Refused: the pipeline is at its limit."),
         },
     )
     @action(
@@ -130,6 +142,8 @@ class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
         url_name="trigger",
         serializer_class=RunTriggerSerializer,
         permission_classes=[IsAuthenticated, CanStartRuns],
+        filter_backends=[],
+        pagination_class=None,
     )
     def trigger(self, request, reference=None):
         """Queue a run of the pipeline; a worker executes it.
@@ -149,37 +163,68 @@ class PipelineViewSet(viewsets.ReadOnlyModelViewSet):
                 idempotency_key=key,
             )
         except PipelineInvalid as exc:
-            return _invalid(exc)
+            raise InvalidPipeline(exc) from None
         except PipelineBusy as exc:
             raise Conflict(str(exc)) from None
         return _triggered(run, self.get_serializer_context())
 
 
 @extend_schema_view(
-    list=extend_schema(parameters=[RunFilterSerializer]),
-    retrieve=extend_schema(description="Staff users also get the error's `error_traceback`."),
+    list=extend_schema(description="Runs, newest first, a cursor page at a time."),
+    retrieve=extend_schema(
+        description="Staff users also get the error's `error_traceback`. Poll it with "
+        "`If-None-Match`: an unchanged run answers 304 with no body.",
+        parameters=[IF_NONE_MATCH, RUN_ETAG],
+        responses={
+            200: RunDetailSerializer,
+            304: OpenApiResponse(None, "Unchanged since the ETag given in If-None-Match."),
+        },
+    ),
 )
-class RunViewSet(viewsets.ReadOnlyModelViewSet):
+class RunViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
+    filter_backends = [DjangoFilterBackend]
+    filterset_class = RunFilter
+    pagination_class = NewestFirstCursorPagination
+
     def get_queryset(self):
         runs = PipelineRun.objects.select_related("pipeline", "started_by")
-        if self.action == "list":
-            return self._filter(runs)
-        return runs.prefetch_related("step_runs")
+        return runs if self.action == "list" else runs.prefetch_related("step_runs")
 
     def get_serializer_class(self):
         if self.action == "list":
             return RunSerializer
         return StaffRunDetailSerializer if self.request.user.is_staff else RunDetailSerializer
 
+    def retrieve(self, request, *args, **kwargs):
+        # The ETag comes from one small query, so an unchanged run costs a poller little.
+        # It is read before the body: a run changing in between gets a newer body under
+        # the older ETag, and the next poll a 200 again, never a stale 304.
+        etag = _run_etag(self.kwargs["pk"], request.user.is_staff)
+        if etag is None:
+            raise NotFound("No run has this id.")
+        headers = {"ETag": etag, "Vary": "Authorization, Cookie"}
+        if _matches(request.headers.get("If-None-Match", ""), etag):
+            return Response(status=status.HTTP_304_NOT_MODIFIED, headers=headers)
+        response = super().retrieve(request, *args, **kwargs)
+        for name, value in headers.items():
+            response[name] = value
+        return response
+
     @extend_schema(
         request=None,
         responses={
             200: OpenApiResponse(RunDetailSerializer, "Cancelled, or cancelling if running."),
-            403: OpenApiResponse(ProblemSerializer, "No permission to cancel runs."),
-            409: OpenApiResponse(ProblemSerializer, "The run has already finished."),
+            403: OpenApiResponse(ErrorSerializer, "No permission to cancel runs."),
+            409: OpenApiResponse(ErrorSerializer, "The run has already finished."),
         },
     )
-    @action(detail=True, methods=["post"], permission_classes=[IsAuthenticated, CanCancelRuns])
+    @action(
+        detail=True,
+        methods=["post"],
+        permission_classes=[IsAuthenticated, CanCancelRuns],
+        filter_backends=[],
+        pagination_class=None,
+    )
     def cancel(self, request, pk=None):
         """Drop a queued run, or stop a running one before its next step."""
         run = self.get_object()
@@ -189,18 +234,31 @@ class RunViewSet(viewsets.ReadOnlyModelViewSet):
             raise Conflict(f"Run #{run.pk} has already finished ({run.status}).")
         return Response(self.get_serializer(run).data)
 
-    def _filter(self, runs):
-        query = RunFilterSerializer(data=self.request.query_params)
-        query.is_valid(raise_exception=True)
-        if "pipeline" in query.validated_data:
-            try:
-                pipeline = Pipeline.objects.get_by_reference(query.validated_data["pipeline"])
-            except Pipeline.DoesNotExist as exc:
-                raise ValidationError({"pipeline": [str(exc)]}) from None
-            runs = runs.filter(pipeline=pipeline)
-        if "status" in query.validated_data:
-            runs = runs.filter(status=query.validated_data["status"])
-        return runs
+
+def _run_etag(pk: str, staff: bool) -> str | None:
+    if not str(pk).isdigit():
+        return None
+    row = (
+        PipelineRun.objects.filter(pk=pk)
+        .values("status", "heartbeat_at", "cancel_requested", "finished_at", "mlflow_run_id")
+        .annotate(
+            steps=Count("step_runs"),
+            step_started=Max("step_runs__started_at"),
+            step_finished=Max("step_runs__finished_at"),
+        )
+        .order_by("pk")
+        .first()
+    )
+    if row is None:
+        return None
+    state = repr((sorted(row.items()), staff)).encode()
+    return f'W/"{hashlib.blake2b(state, digest_size=12).hexdigest()}"'
+
+
+def _matches(if_none_match: str, etag: str) -> bool:
+    """The weak comparison of RFC 9110: a W/ prefix is ignored; `*` matches any run."""
+    tags = {tag.strip().removeprefix("W/") for tag in if_none_match.split(",")}
+    return "*" in tags or etag.removeprefix("W/") in tags
 
 
 def _idempotency_key(request) -> str:
@@ -217,8 +275,3 @@ def _triggered(run: PipelineRun, context: dict) -> Response:
     code = status.HTTP_200_OK if getattr(run, "replayed", False) else status.HTTP_202_ACCEPTED
     # The url is DRF's Hyperlink, a str subclass; WSGI servers accept only str itself.
     return Response(data, status=code, headers={"Location": str(data["url"])})
-
-
-def _invalid(exc: PipelineInvalid) -> Response:
-    errors = [{"step": e.order, "field": e.field, "message": e.message} for e in exc.errors]
-    return Response({"detail": str(exc), "errors": errors}, status=status.HTTP_400_BAD_REQUEST)

@@ -1,17 +1,16 @@
 """The integration API, called the way an integration calls it: with a real token."""
 
-import io
 import json
 
 import pytest
 from django.contrib.auth.models import Permission
 from django.contrib.staticfiles import finders
 from django.core.management import call_command
-from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
 from datasources.sources import save_source
 from pipelines import runs
+from pipelines.api.tokens import issue_token
 from pipelines.choices import RunStatus, RunTrigger, StepRunStatus
 from pipelines.models import PipelineRun, PipelineStep
 
@@ -22,11 +21,16 @@ IRIS_STEPS = [
 
 
 def token_client(user) -> APIClient:
-    """A client holding the token `manage.py drf_create_token` made for `user`."""
-    call_command("drf_create_token", user.username, stdout=io.StringIO())
+    """A client holding a new API token of `user`."""
+    _, token = issue_token(user, "tests")
     client = APIClient()
-    client.credentials(HTTP_AUTHORIZATION=f"Token {Token.objects.get(user=user).key}")
+    client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
     return client
+
+
+def error(code: str, message: str, *errors: dict) -> dict:
+    """The body of every 4xx answer."""
+    return {"code": code, "message": message, "errors": list(errors)}
 
 
 @pytest.fixture
@@ -66,7 +70,7 @@ def iris(make_pipeline):
 
 
 def trigger_url(pipeline) -> str:
-    return f"/api/pipelines/{pipeline.pk}/runs/"
+    return f"/api/v1/pipelines/{pipeline.pk}/runs/"
 
 
 def test_requests_without_a_valid_token_get_401(iris):
@@ -74,10 +78,14 @@ def test_requests_without_a_valid_token_get_401(iris):
     forged = APIClient()
     forged.credentials(HTTP_AUTHORIZATION="Token not-a-real-token")
 
-    assert anonymous.get("/api/pipelines/").status_code == 401
+    assert anonymous.get("/api/v1/pipelines/").status_code == 401
     assert anonymous.post(trigger_url(iris)).status_code == 401
-    assert forged.get("/api/runs/").status_code == 401
-    assert anonymous.get("/api/pipelines/")["WWW-Authenticate"] == "Token"
+    assert forged.get("/api/v1/runs/").status_code == 401
+    assert anonymous.get("/api/v1/pipelines/")["WWW-Authenticate"] == "Token"
+    assert anonymous.get("/api/v1/pipelines/").json() == error(
+        "not_authenticated", "Authentication credentials were not provided."
+    )
+    assert forged.get("/api/v1/runs/").json() == error("authentication_failed", "Invalid token.")
     assert not PipelineRun.objects.exists()
 
 
@@ -89,7 +97,7 @@ def test_pipeline_list_shows_steps_experiment_and_last_run_in_one_page_query(
 
     # The token lookup, the page count and the page itself.
     with django_assert_num_queries(3):
-        response = api.get("/api/pipelines/")
+        response = api.get("/api/v1/pipelines/")
 
     assert response.status_code == 200
     assert response.data["count"] == 2
@@ -101,8 +109,8 @@ def test_pipeline_list_shows_steps_experiment_and_last_run_in_one_page_query(
 
 
 def test_pipeline_detail_by_name_or_id_lists_its_steps(api, iris):
-    by_name = api.get("/api/pipelines/iris/")
-    by_id = api.get(f"/api/pipelines/{iris.pk}/")
+    by_name = api.get("/api/v1/pipelines/iris/")
+    by_id = api.get(f"/api/v1/pipelines/{iris.pk}/")
 
     assert by_name.status_code == by_id.status_code == 200
     assert by_name.data == by_id.data
@@ -117,10 +125,10 @@ def test_pipeline_detail_by_name_or_id_lists_its_steps(api, iris):
 
 
 def test_unknown_pipeline_is_404(api):
-    response = api.get("/api/pipelines/nothing/")
+    response = api.get("/api/v1/pipelines/nothing/")
 
     assert response.status_code == 404
-    assert response.data["detail"] == "no pipeline named or numbered 'nothing'"
+    assert response.json() == error("not_found", "no pipeline named or numbered 'nothing'")
 
 
 def test_trigger_queues_an_api_run_for_a_worker_started_by_the_token_user(
@@ -135,14 +143,14 @@ def test_trigger_queues_an_api_run_for_a_worker_started_by_the_token_user(
     assert response.data["status"] == "queued"
     assert response.data["trigger"] == "api"
     assert response.data["started_by"] == "integrator"
-    assert response.data["url"] == f"http://testserver/api/runs/{run.pk}/"
+    assert response.data["url"] == f"http://testserver/api/v1/runs/{run.pk}/"
     assert response["Location"] == response.data["url"]
     assert (run.trigger, run.started_by.username) == (RunTrigger.API, "integrator")
     assert len(enqueued) == 1 and not run.step_runs.exists()  # handed to a worker, not run
 
 
 def test_trigger_by_name_from_a_step(api, iris):
-    response = api.post("/api/pipelines/iris/runs/", {"from_step": 2}, format="json")
+    response = api.post("/api/v1/pipelines/iris/runs/", {"from_step": 2}, format="json")
 
     assert response.status_code == 202
     assert PipelineRun.objects.get().start_step == 2
@@ -155,7 +163,8 @@ def test_trigger_while_a_run_is_active_with_the_refuse_policy_is_409_naming_it(a
     second = api.post(trigger_url(pipeline))
 
     assert second.status_code == 409
-    assert f"run #{first.data['id']} is queued" in second.data["detail"]
+    assert second.data["code"] == "conflict" and second.data["errors"] == []
+    assert f"run #{first.data['id']} is queued" in second.data["message"]
     assert PipelineRun.objects.count() == 1
 
 
@@ -173,8 +182,8 @@ def test_trigger_without_the_add_permission_is_403(viewer_api, iris):
     response = viewer_api.post(trigger_url(iris))
 
     assert response.status_code == 403
-    assert response.data["detail"] == (
-        "Starting a run needs the pipelines.add_pipelinerun permission."
+    assert response.json() == error(
+        "permission_denied", "Starting a run needs the pipelines.add_pipelinerun permission."
     )
     assert not PipelineRun.objects.exists()
 
@@ -184,7 +193,8 @@ def test_trigger_needs_the_add_permission_not_the_change_one(api_with, iris):
     add_only = api_with("add_pipelinerun").post(trigger_url(iris))
 
     assert change_only.status_code == 403
-    assert "pipelines.add_pipelinerun" in change_only.data["detail"]
+    assert change_only.data["code"] == "permission_denied"
+    assert "pipelines.add_pipelinerun" in change_only.data["message"]
     assert add_only.status_code == 202
     assert PipelineRun.objects.count() == 1
 
@@ -225,9 +235,12 @@ def test_an_idempotency_key_over_255_characters_is_400_naming_the_header(api, ir
     response = api.post(trigger_url(iris), HTTP_IDEMPOTENCY_KEY="k" * 256)
 
     assert response.status_code == 400
-    assert response.data["Idempotency-Key"] == [
-        "Ensure this header has no more than 255 characters."
-    ]
+    message = "Ensure this header has no more than 255 characters."
+    assert response.json() == error(
+        "invalid",
+        f"Idempotency-Key: {message}",
+        {"field": "Idempotency-Key", "message": message},
+    )
     assert not PipelineRun.objects.exists()
     assert api.post(trigger_url(iris), HTTP_IDEMPOTENCY_KEY="k" * 255).status_code == 202
 
@@ -236,7 +249,10 @@ def test_trigger_with_an_unknown_field_is_400_naming_it(api, iris):
     response = api.post(trigger_url(iris), {"from_stepp": 2}, format="json")
 
     assert response.status_code == 400
-    assert response.data == {"from_stepp": ["Unknown field; a trigger accepts: from_step."]}
+    message = "Unknown field; a trigger accepts: from_step."
+    assert response.json() == error(
+        "invalid", f"from_stepp: {message}", {"field": "from_stepp", "message": message}
+    )
     assert not PipelineRun.objects.exists()
 
 
@@ -256,6 +272,7 @@ def test_trigger_from_a_disabled_step_is_400_naming_step_and_field(api, iris):
     response = api.post(trigger_url(iris), {"from_step": 2}, format="json")
 
     assert response.status_code == 400
+    assert response.data["code"] == "pipeline_invalid"
     assert response.data["errors"] == [
         {"step": 2, "field": "from_step", "message": "this step is disabled"}
     ]
@@ -266,9 +283,11 @@ def test_trigger_from_a_missing_step_is_400_naming_step_and_field(api, iris):
     response = api.post(trigger_url(iris), {"from_step": 9}, format="json")
 
     assert response.status_code == 400
-    assert response.data["errors"] == [
-        {"step": 9, "field": "from_step", "message": "no step has this order"}
-    ]
+    assert response.json() == error(
+        "pipeline_invalid",
+        "step 9, from_step: no step has this order",
+        {"step": 9, "field": "from_step", "message": "no step has this order"},
+    )
     assert not PipelineRun.objects.exists()
 
 
@@ -276,7 +295,11 @@ def test_trigger_with_a_malformed_from_step_is_400(api, iris):
     response = api.post(trigger_url(iris), {"from_step": "second"}, format="json")
 
     assert response.status_code == 400
-    assert response.data["from_step"] == ["A valid integer is required."]
+    assert response.json() == error(
+        "invalid",
+        "from_step: A valid integer is required.",
+        {"field": "from_step", "message": "A valid integer is required."},
+    )
 
 
 def test_trigger_of_an_invalid_pipeline_is_400_naming_step_and_field(api, iris):
@@ -285,6 +308,7 @@ def test_trigger_of_an_invalid_pipeline_is_400_naming_step_and_field(api, iris):
     response = api.post(trigger_url(iris))
 
     assert response.status_code == 400
+    assert response.data["code"] == "pipeline_invalid"
     assert {
         "step": 2,
         "field": "params.colour",
@@ -316,8 +340,8 @@ def test_run_detail_shows_the_traceback_to_staff_only(api, iris, admin_user):
     run.claim()
     run.mark_failed("Step 2 failed: boom", traceback="Traceback (most recent call last): ...")
 
-    mine = api.get(f"/api/runs/{run.pk}/").data
-    staff = token_client(admin_user).get(f"/api/runs/{run.pk}/").data
+    mine = api.get(f"/api/v1/runs/{run.pk}/").data
+    staff = token_client(admin_user).get(f"/api/v1/runs/{run.pk}/").data
 
     assert mine["error_message"] == staff["error_message"] == "Step 2 failed: boom"
     assert "error_traceback" not in mine
@@ -331,27 +355,35 @@ def test_run_list_filters_by_pipeline_and_status_newest_first(
     older, newer = runs.start_run(other), runs.start_run(other)
     runs.cancel_run(runs.start_run(iris))
 
-    # The token lookup, the pipeline named in the filter, the page count and the page.
-    with django_assert_num_queries(4):
-        response = api.get("/api/runs/", {"pipeline": "other", "status": "queued"})
+    # The token lookup, the pipeline named in the filter and the page (a cursor: no count).
+    with django_assert_num_queries(3):
+        response = api.get("/api/v1/runs/", {"pipeline": "other", "status": "queued"})
 
     assert [r["id"] for r in response.data["results"]] == [newer.pk, older.pk]
-    assert api.get("/api/runs/", {"status": "cancelled"}).data["count"] == 1
-    assert api.get("/api/runs/", {"pipeline": iris.pk}).data["count"] == 1
+    assert len(api.get("/api/v1/runs/", {"status": "cancelled"}).data["results"]) == 1
+    assert len(api.get("/api/v1/runs/", {"pipeline": iris.pk}).data["results"]) == 1
 
 
 def test_run_list_rejects_unknown_filters_values(api):
-    assert api.get("/api/runs/", {"status": "paused"}).status_code == 400
-    response = api.get("/api/runs/", {"pipeline": "nothing"})
+    paused = api.get("/api/v1/runs/", {"status": "paused"})
+    response = api.get("/api/v1/runs/", {"pipeline": "nothing"})
 
+    choice = "Select a valid choice. paused is not one of the available choices."
+    assert paused.status_code == 400
+    assert paused.json() == error(
+        "invalid", f"status: {choice}", {"field": "status", "message": choice}
+    )
     assert response.status_code == 400
-    assert response.data["pipeline"] == ["no pipeline named or numbered 'nothing'"]
+    message = "no pipeline named or numbered 'nothing'"
+    assert response.json() == error(
+        "invalid", f"pipeline: {message}", {"field": "pipeline", "message": message}
+    )
 
 
 def test_cancel_a_queued_run(api, iris):
     run = runs.start_run(iris)
 
-    response = api.post(f"/api/runs/{run.pk}/cancel/")
+    response = api.post(f"/api/v1/runs/{run.pk}/cancel/")
 
     assert response.status_code == 200
     assert response.data["status"] == RunStatus.CANCELLED
@@ -363,19 +395,20 @@ def test_cancel_a_finished_run_is_409(api, iris):
     run.claim()
     run.mark_succeeded({})
 
-    response = api.post(f"/api/runs/{run.pk}/cancel/")
+    response = api.post(f"/api/v1/runs/{run.pk}/cancel/")
 
     assert response.status_code == 409
-    assert response.data["detail"] == f"Run #{run.pk} has already finished (succeeded)."
+    assert response.json() == error("conflict", f"Run #{run.pk} has already finished (succeeded).")
 
 
 def test_cancel_without_the_change_permission_is_403(viewer_api, iris):
     run = runs.start_run(iris)
 
-    response = viewer_api.post(f"/api/runs/{run.pk}/cancel/")
+    response = viewer_api.post(f"/api/v1/runs/{run.pk}/cancel/")
 
     assert response.status_code == 403
-    assert "pipelines.change_pipelinerun" in response.data["detail"]
+    assert response.data["code"] == "permission_denied"
+    assert "pipelines.change_pipelinerun" in response.data["message"]
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
 
@@ -383,10 +416,11 @@ def test_cancel_without_the_change_permission_is_403(viewer_api, iris):
 def test_cancel_with_only_the_add_permission_is_403(api_with, iris):
     run = runs.start_run(iris)
 
-    response = api_with("add_pipelinerun").post(f"/api/runs/{run.pk}/cancel/")
+    response = api_with("add_pipelinerun").post(f"/api/v1/runs/{run.pk}/cancel/")
 
     assert response.status_code == 403
-    assert "pipelines.change_pipelinerun" in response.data["detail"]
+    assert response.data["code"] == "permission_denied"
+    assert "pipelines.change_pipelinerun" in response.data["message"]
     run.refresh_from_db()
     assert run.status == RunStatus.QUEUED
 
@@ -401,9 +435,9 @@ def test_data_source_secret_is_in_no_response_nor_run_snapshot(api, make_pipelin
     )
 
     responses = [
-        api.post("/api/pipelines/sales/runs/"),
-        api.get("/api/pipelines/sales/"),
-        api.get("/api/pipelines/"),
+        api.post("/api/v1/pipelines/sales/runs/"),
+        api.get("/api/v1/pipelines/sales/"),
+        api.get("/api/v1/pipelines/"),
     ]
     responses.append(api.get(responses[0].data["url"]))
 
@@ -420,13 +454,17 @@ def test_schema_validates_and_documents_the_run_trigger(api, tmp_path, client, a
     )
 
     schema = json.loads(path.read_text())
-    trigger = schema["paths"]["/api/pipelines/{reference}/runs/"]["post"]
-    assert set(trigger["responses"]) == {"200", "202", "400", "403", "409"}
+    assert all(path.startswith("/api/v1/") for path in schema["paths"])
+    trigger = schema["paths"]["/api/v1/pipelines/{reference}/runs/"]["post"]
+    assert set(trigger["responses"]) == {"200", "202", "400", "401", "403", "404", "409"}
+    error_body = {"$ref": "#/components/schemas/Error"}
+    for code in ["400", "401", "403", "404", "409"]:
+        assert trigger["responses"][code]["content"]["application/json"]["schema"] == error_body
     header = next(p for p in trigger["parameters"] if p["in"] == "header")
     assert (header["name"], header["schema"]["maxLength"]) == ("Idempotency-Key", 255)
-    assert api.get("/api/schema/").status_code == 200
+    assert api.get("/api/v1/schema/").status_code == 200
     client.force_login(admin_user)
-    docs = client.get("/api/docs/")
+    docs = client.get("/api/v1/docs/")
     assert docs.status_code == 200
     # Swagger UI comes from this site's static files, so the page works offline.
     page = docs.content.decode()

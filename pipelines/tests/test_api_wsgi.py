@@ -18,9 +18,9 @@ from wsgiref.validate import validator
 
 import pytest
 from django.contrib.auth.models import Permission
-from rest_framework.authtoken.models import Token
 
 from mlops_site.wsgi import application
+from pipelines.api.tokens import issue_token
 from pipelines.models import PipelineRun
 
 pytestmark = [
@@ -80,7 +80,7 @@ def serve(method: str, path: str, token: str = "", body=None, **headers) -> Wsgi
 def token_for(django_user_model, username: str, *codenames: str) -> str:
     user = django_user_model.objects.create_user(username)
     user.user_permissions.add(*Permission.objects.filter(codename__in=codenames))
-    return Token.objects.create(user=user).key
+    return issue_token(user, "tests")[1]
 
 
 @pytest.fixture
@@ -99,28 +99,28 @@ def pipeline(make_pipeline):
 
 
 def test_pipeline_list_and_detail(token, pipeline):
-    assert serve("GET", "/api/pipelines/", token).json()["count"] == 1
-    assert serve("GET", "/api/pipelines/iris/", token).json()["steps"][0]["type"] == (
+    assert serve("GET", "/api/v1/pipelines/", token).json()["count"] == 1
+    assert serve("GET", "/api/v1/pipelines/iris/", token).json()["steps"][0]["type"] == (
         "sklearn_dataset"
     )
-    assert serve("GET", "/api/pipelines/nothing/", token).status == 404
-    assert serve("GET", "/api/pipelines/").status == 401
+    assert serve("GET", "/api/v1/pipelines/nothing/", token).status == 404
+    assert serve("GET", "/api/v1/pipelines/").status == 401
 
 
 def test_trigger_is_202_with_the_run_as_a_str_location(token, pipeline):
-    response = serve("POST", "/api/pipelines/iris/runs/", token, {})
+    response = serve("POST", "/api/v1/pipelines/iris/runs/", token, {})
 
     assert response.status == 202
     run = PipelineRun.objects.get()
     assert type(response.headers["Location"]) is str
-    assert response.headers["Location"] == f"http://testserver/api/runs/{run.pk}/"
+    assert response.headers["Location"] == f"http://testserver/api/v1/runs/{run.pk}/"
     assert response.json()["url"] == response.headers["Location"]
 
 
 def test_trigger_replayed_with_its_idempotency_key_is_200_with_the_same_location(token, pipeline):
-    first = serve("POST", "/api/pipelines/iris/runs/", token, {}, HTTP_IDEMPOTENCY_KEY="k-1")
+    first = serve("POST", "/api/v1/pipelines/iris/runs/", token, {}, HTTP_IDEMPOTENCY_KEY="k-1")
 
-    again = serve("POST", "/api/pipelines/iris/runs/", token, {}, HTTP_IDEMPOTENCY_KEY="k-1")
+    again = serve("POST", "/api/v1/pipelines/iris/runs/", token, {}, HTTP_IDEMPOTENCY_KEY="k-1")
 
     assert (first.status, again.status) == (202, 200)
     assert again.headers["Location"] == first.headers["Location"]
@@ -128,10 +128,13 @@ def test_trigger_replayed_with_its_idempotency_key_is_200_with_the_same_location
 
 
 def test_trigger_refusals(token, viewer_token, pipeline):
-    trigger = "/api/pipelines/iris/runs/"
+    trigger = "/api/v1/pipelines/iris/runs/"
 
     misspelt = serve("POST", trigger, token, {"from_stepp": 1})
-    assert misspelt.status == 400 and "from_stepp" in misspelt.json()
+    assert misspelt.status == 400
+    assert misspelt.json()["errors"] == [
+        {"field": "from_stepp", "message": "Unknown field; a trigger accepts: from_step."}
+    ]
     assert serve("POST", trigger, token, {"from_step": 9}).status == 400
     assert serve("POST", trigger, viewer_token, {}).status == 403
     assert serve("POST", trigger, token, {}).status == 202
@@ -140,11 +143,13 @@ def test_trigger_refusals(token, viewer_token, pipeline):
 
 
 def test_run_list_detail_and_cancel(token, viewer_token, pipeline):
-    url = serve("POST", "/api/pipelines/iris/runs/", token, {}).json()["url"]
+    url = serve("POST", "/api/v1/pipelines/iris/runs/", token, {}).json()["url"]
     path = url.removeprefix("http://testserver")
 
-    assert serve("GET", "/api/runs/?pipeline=iris&status=queued", token).json()["count"] == 1
-    assert serve("GET", "/api/runs/?status=paused", token).status == 400
+    assert (
+        len(serve("GET", "/api/v1/runs/?pipeline=iris&status=queued", token).json()["results"]) == 1
+    )
+    assert serve("GET", "/api/v1/runs/?status=paused", token).status == 400
     assert serve("GET", path, token).json()["status"] == "queued"
     assert serve("POST", f"{path}cancel/", viewer_token).status == 403
     assert serve("POST", f"{path}cancel/", token).json()["status"] == "cancelled"
@@ -152,8 +157,20 @@ def test_run_list_detail_and_cancel(token, viewer_token, pipeline):
 
 
 def test_schema_and_docs_page(token):
-    schema = serve("GET", "/api/schema/", token)
-    docs = serve("GET", "/api/docs/", token)
+    schema = serve("GET", "/api/v1/schema/", token)
+    docs = serve("GET", "/api/v1/docs/", token)
 
-    assert schema.status == 200 and b"/api/pipelines/{reference}/runs/" in schema.body
+    assert schema.status == 200 and b"/api/v1/pipelines/{reference}/runs/" in schema.body
     assert docs.status == 200 and b"swagger-ui-bundle.js" in docs.body
+
+
+def test_the_unversioned_api_serves_the_same_views_linking_to_v1(token, pipeline):
+    triggered = serve("POST", "/api/pipelines/iris/runs/", token, {})
+    run = PipelineRun.objects.get()
+
+    assert triggered.status == 202
+    assert triggered.headers["Location"] == f"http://testserver/api/v1/runs/{run.pk}/"
+    assert serve("GET", f"/api/runs/{run.pk}/", token).json()["id"] == run.pk
+    assert serve("GET", "/api/pipelines/", token).json()["count"] == 1
+    assert serve("GET", "/api/schema/", token).status == 200
+    assert b'"/api/pipelines/' not in serve("GET", "/api/schema/?format=json", token).body

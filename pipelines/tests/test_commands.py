@@ -1,13 +1,15 @@
 import json
+from datetime import timedelta
 
 import pytest
 from django.contrib.auth import get_user_model
 from django.core.management import CommandError, call_command
+from django.utils import timezone
 
 from datasources.models import Dataset
 from experiments import tracking
 from pipelines.choices import RunStatus, StepRunStatus
-from pipelines.models import Pipeline, PipelineRun
+from pipelines.models import ApiToken, Pipeline, PipelineRun
 
 
 def call(*args):
@@ -182,12 +184,24 @@ def test_create_integration_user_prints_a_token_that_can_start_runs(classifier_p
     client = APIClient()
     client.credentials(HTTP_AUTHORIZATION=f"Token {token}")
 
-    response = client.post("/api/pipelines/classifier/runs/", {}, format="json")
+    response = client.post("/api/v1/pipelines/classifier/runs/", {}, format="json")
 
     assert response.status_code == 202, response.content
     assert PipelineRun.objects.get().started_by.username == "ci-bot"
-    assert not get_user_model().objects.get(username="ci-bot").has_usable_password()
-    assert call("create_integration_user", "ci-bot").strip() == token  # same token again
+    user = get_user_model().objects.get(username="ci-bot")
+    assert not user.has_usable_password()
+    # Stored as a digest only, expiring: a second call issues another token, by name.
+    stored = ApiToken.objects.get(user=user)
+    assert token.startswith("mlops_") and token not in {stored.digest, stored.token_key}
+    assert stored.name == "integration" and stored.expiry > timezone.now() + timedelta(days=89)
+    second = call("create_integration_user", "ci-bot", "--token-name", "nightly").strip()
+    assert second != token
+    assert sorted(ApiToken.objects.filter(user=user).values_list("name", flat=True)) == [
+        "integration",
+        "nightly",
+    ]
+    client.credentials(HTTP_AUTHORIZATION=f"Token {second}")
+    assert client.get("/api/v1/runs/").status_code == 200
 
 
 @pytest.mark.slow

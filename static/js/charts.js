@@ -3,6 +3,7 @@
  * A <canvas data-chart="ID"> reads {labels, values, x, y} from the json_script element
  * ID (x and y are the axis titles); data-chart-horizontal="1" lays the bars sideways,
  * for long labels such as feature names. No inline script: the page only carries data.
+ * Shared parts: window.mlopsCharts (static/js/chart_data.js, loaded before this file).
  */
 (function () {
   "use strict";
@@ -10,14 +11,8 @@
   var BAR_HEIGHT = 26; // pixels per bar of a horizontal chart
 
   function draw(canvas) {
-    var source = document.getElementById(canvas.dataset.chart);
-    if (!source || typeof Chart === "undefined" || Chart.getChart(canvas)) return;
-    var spec;
-    try {
-      spec = JSON.parse(source.textContent);
-    } catch (error) {
-      return;
-    }
+    var spec = mlopsCharts.spec(canvas, "chart");
+    if (!spec) return;
     var horizontal = canvas.dataset.chartHorizontal === "1";
     if (horizontal && canvas.parentElement) {
       canvas.parentElement.style.height = Math.max(160, 60 + BAR_HEIGHT * spec.labels.length) + "px";
@@ -30,21 +25,13 @@
         labels: spec.labels,
         datasets: [{ label: spec.y, data: spec.values, backgroundColor: "#4f46e5", borderRadius: 2 }],
       },
-      options: {
+      options: mlopsCharts.options({
         indexAxis: horizontal ? "y" : "x",
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
         plugins: { legend: { display: false } },
         scales: horizontal ? { x: valueAxis, y: labelAxis } : { x: labelAxis, y: valueAxis },
-      },
+      }),
     });
   }
 
-  function drawAll(root) {
-    (root || document).querySelectorAll("canvas[data-chart]").forEach(draw);
-  }
-
-  document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
-  document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.target); });
+  mlopsCharts.drawEvery("canvas[data-chart]", draw);
 })();

@@ -3,19 +3,14 @@
  * A <canvas data-scatter="ID"> reads {points: [{x, y, label}], numeric, categories, x, y}
  * from the json_script element ID; x and y are the axis titles. A numeric param gets a
  * number axis, any other an axis of its categories. Bar charts are static/js/charts.js.
+ * Shared parts: window.mlopsCharts (static/js/chart_data.js, loaded before this file).
  */
 (function () {
   "use strict";
 
   function draw(canvas) {
-    var source = document.getElementById(canvas.dataset.scatter);
-    if (!source || typeof Chart === "undefined" || Chart.getChart(canvas)) return;
-    var spec;
-    try {
-      spec = JSON.parse(source.textContent);
-    } catch (error) {
-      return;
-    }
+    var spec = mlopsCharts.spec(canvas, "scatter");
+    if (!spec) return;
     // Grace keeps the extreme points off the plot's edges, where they would be cut in half.
     var xAxis = { title: { display: true, text: spec.x } };
     if (spec.numeric) {
@@ -39,10 +34,7 @@
           pointHoverRadius: 7,
         }],
       },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
+      options: mlopsCharts.options({
         plugins: {
           legend: { display: false },
           tooltip: {
@@ -54,14 +46,9 @@
           },
         },
         scales: { x: xAxis, y: { grace: "10%", title: { display: true, text: spec.y } } },
-      },
+      }),
     });
   }
 
-  function drawAll(root) {
-    (root || document).querySelectorAll("canvas[data-scatter]").forEach(draw);
-  }
-
-  document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
-  document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.target); });
+  mlopsCharts.drawEvery("canvas[data-scatter]", draw);
 })();

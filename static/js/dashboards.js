@@ -6,6 +6,7 @@
  * is a form (templates/dashboards/htmx/chart_grid.html): SortableJS moves the cards and
  * fires "end", on which htmx posts the cards' `order` inputs in their new order. The page
  * works without this file, except for the drawings, the PNG links and the Print button.
+ * Shared parts: window.mlopsCharts (static/js/chart_data.js, loaded before this file).
  */
 (function () {
   "use strict";
@@ -68,26 +69,17 @@
   }
 
   function draw(canvas) {
-    var source = document.getElementById(canvas.dataset.dashboardChart);
-    if (!source || typeof Chart === "undefined" || Chart.getChart(canvas)) return;
-    var spec;
-    try {
-      spec = JSON.parse(source.textContent);
-    } catch (error) {
-      return;
-    }
+    var spec = mlopsCharts.spec(canvas, "dashboardChart");
+    if (!spec) return;
     var many = spec.series.length > 1 || spec.kind === "pie";
     new Chart(canvas, {
       type: CANVAS_TYPES[spec.kind] || "bar",
       data: { labels: spec.kind === "scatter" ? undefined : spec.labels, datasets: datasets(spec) },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
+      options: mlopsCharts.options({
         interaction: { mode: spec.kind === "pie" ? "point" : "index", intersect: false },
         plugins: { legend: { display: many, position: "bottom" } },
         scales: scales(spec),
-      },
+      }),
       plugins: [whiteBackground],
     });
     var link = document.querySelector("[data-png-for='" + canvas.id + "']");

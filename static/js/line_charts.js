@@ -3,19 +3,14 @@
  * A <canvas data-line-chart="ID"> reads {points: [{x, y}], x, y} from the json_script
  * element ID (x and y are the axis titles). A null y is a value JSON cannot carry
  * (NaN, infinity): the line has a gap there. No inline script: the page carries data.
+ * Shared parts: window.mlopsCharts (static/js/chart_data.js, loaded before this file).
  */
 (function () {
   "use strict";
 
   function draw(canvas) {
-    var source = document.getElementById(canvas.dataset.lineChart);
-    if (!source || typeof Chart === "undefined" || Chart.getChart(canvas)) return;
-    var spec;
-    try {
-      spec = JSON.parse(source.textContent);
-    } catch (error) {
-      return;
-    }
+    var spec = mlopsCharts.spec(canvas, "lineChart");
+    if (!spec) return;
     new Chart(canvas, {
       type: "line",
       data: {
@@ -30,10 +25,7 @@
           spanGaps: false,
         }],
       },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
+      options: mlopsCharts.options({
         // Room for the markers of the first and last points, which sit on the edges.
         layout: { padding: { top: 6, right: 8 } },
         parsing: { xAxisKey: "x", yAxisKey: "y" },
@@ -43,14 +35,9 @@
           x: { type: "linear", title: { display: true, text: spec.x }, ticks: { precision: 0 } },
           y: { title: { display: true, text: spec.y } },
         },
-      },
+      }),
     });
   }
 
-  function drawAll(root) {
-    (root || document).querySelectorAll("canvas[data-line-chart]").forEach(draw);
-  }
-
-  document.addEventListener("DOMContentLoaded", function () { drawAll(document); });
-  document.addEventListener("htmx:afterSettle", function (event) { drawAll(event.target); });
+  mlopsCharts.drawEvery("canvas[data-line-chart]", draw);
 })();

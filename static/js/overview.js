@@ -5,6 +5,7 @@
  * status with the status named in the legend (colour is never the only signal).
  * Sections are swapped by HTMX every 30 s: charts of a swapped-out section are destroyed
  * first and those of the new one drawn after it settles. No inline script.
+ * Shared parts: window.mlopsCharts (static/js/chart_data.js, loaded before this file).
  */
 (function () {
   "use strict";
@@ -18,14 +19,8 @@
   };
 
   function draw(canvas) {
-    var source = document.getElementById(canvas.dataset.stackedChart);
-    if (!source || typeof Chart === "undefined" || Chart.getChart(canvas)) return;
-    var spec;
-    try {
-      spec = JSON.parse(source.textContent);
-    } catch (error) {
-      return;
-    }
+    var spec = mlopsCharts.spec(canvas, "stackedChart");
+    if (!spec) return;
     var datasets = spec.series
       .filter(function (series) { return series.total > 0; })
       .map(function (series) {
@@ -41,10 +36,7 @@
     new Chart(canvas, {
       type: "bar",
       data: { labels: spec.labels, datasets: datasets },
-      options: {
-        responsive: true,
-        maintainAspectRatio: false,
-        animation: false,
+      options: mlopsCharts.options({
         interaction: { mode: "index", intersect: false },
         plugins: { legend: { position: "top", labels: { boxWidth: 12, boxHeight: 12 } } },
         scales: {
@@ -61,7 +53,7 @@
             ticks: { precision: 0 },
           },
         },
-      },
+      }),
     });
   }
 

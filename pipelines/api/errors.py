@@ -1,0 +1,96 @@
+"""One body for every 4xx answer of the API.
+
+    {"code": "invalid", "message": "...", "errors": [{"field": "from_step", "message": "..."}]}
+
+`code` is machine-readable (DRF's codes: `invalid`, `parse_error`, `not_authenticated`,
+`authentication_failed`, `permission_denied`, `not_found`, `method_not_allowed`,
+`unsupported_media_type`, `throttled`; and `conflict`, `pipeline_invalid`); `message` is
+for a person. `errors` lists each rejected field (`field` is null for an error of the
+whole request) and, for a pipeline definition, the order of the step it is in (`step`).
+"""
+
+from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.http import Http404
+from rest_framework import exceptions, serializers, status
+from rest_framework.views import exception_handler
+
+from pipelines.validation import PipelineInvalid
+
+
+class Conflict(exceptions.APIException):
+    status_code = status.HTTP_409_CONFLICT
+    default_code = "conflict"
+
+
+class InvalidPipeline(exceptions.APIException):
+    """A pipeline definition refused by pipelines.validation: one error per step and field."""
+
+    status_code = status.HTTP_400_BAD_REQUEST
+    default_code = "pipeline_invalid"
+
+    def __init__(self, invalid: PipelineInvalid):
+        super().__init__(str(invalid))
+        self.errors = [
+            {"step": error.order, "field": error.field, "message": error.message}
+            for error in invalid.errors
+        ]
+
+
+def handle(exc, context):
+    """DRF's handler (status, WWW-Authenticate, Retry-After), with the one error body."""
+    if isinstance(exc, Http404):
+        exc = exceptions.NotFound(*exc.args)
+    elif isinstance(exc, DjangoPermissionDenied):
+        exc = exceptions.PermissionDenied(*exc.args)
+    response = exception_handler(exc, context)
+    if response is None or not isinstance(exc, exceptions.APIException):
+        return response
+    response.data = error_body(exc)
+    return response
+
+
+def error_body(exc: exceptions.APIException) -> dict:
+    if isinstance(exc, InvalidPipeline):
+        return {"code": exc.default_code, "message": str(exc.detail), "errors": exc.errors}
+    if isinstance(exc, exceptions.ValidationError) or not isinstance(exc.detail, str):
+        errors = list(_flatten(exc.detail, None))
+        message = "; ".join(
+            f"{e['field']}: {e['message']}" if e["field"] else e["message"] for e in errors
+        )
+        return {"code": exc.default_code, "message": message, "errors": errors}
+    return {"code": exc.detail.code or exc.default_code, "message": str(exc.detail), "errors": []}
+
+
+def _flatten(detail, field):
+    """DRF's nested error detail as {field, message} items; nested fields joined by dots."""
+    if isinstance(detail, dict):
+        for key, value in detail.items():
+            name = None if key == "non_field_errors" else str(key)
+            yield from _flatten(value, ".".join(filter(None, [field, name])) or None)
+    elif isinstance(detail, list):
+        for index, item in enumerate(detail):
+            # A list of messages belongs to the field; a list of objects is indexed.
+            inner = f"{field}.{index}" if isinstance(item, dict | list) and field else field
+            yield from _flatten(item, inner)
+    else:
+        yield {"field": field, "message": str(detail)}
+
+
+class ErrorItemSerializer(serializers.Serializer):
+    step = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Order of the step the error is in: pipeline definitions only.",
+    )
+    field = serializers.CharField(
+        allow_null=True,
+        help_text="The rejected field (dotted when nested), header or query parameter; "
+        "null for the request as a whole.",
+    )
+    message = serializers.CharField()
+
+
+class ErrorSerializer(serializers.Serializer):
+    code = serializers.CharField(help_text="Machine-readable, e.g. invalid, not_found.")
+    message = serializers.CharField()
+    errors = ErrorItemSerializer(many=True, help_text="Empty unless fields were rejected.")
