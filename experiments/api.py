@@ -20,7 +20,14 @@ from rest_framework.views import APIView
 
 from experiments import serving, tracking
 from experiments.throttling import PredictRateThrottle
-from pipelines.api.serializers import ProblemSerializer
+from pipelines.api.errors import ErrorSerializer, ItemErrors
+from pipelines.api.schema import ApiViewMixin
+
+
+class InvalidRecords(ItemErrors):
+    """Records the model cannot take: each problem with its record index and column."""
+
+    default_code = "invalid_input"
 
 
 class TrackingStoreDown(APIException):
@@ -64,16 +71,6 @@ class PredictionSerializer(serializers.Serializer):
     )
 
 
-class InputErrorSerializer(serializers.Serializer):
-    record = serializers.IntegerField(allow_null=True, help_text="Index of the record, if one.")
-    column = serializers.CharField()
-    message = serializers.CharField()
-
-
-class InvalidInputSerializer(ProblemSerializer):
-    errors = InputErrorSerializer(many=True, help_text="Each problem found, at most 20.")
-
-
 NAME = OpenApiParameter("name", OpenApiTypes.STR, OpenApiParameter.PATH, description="Model name.")
 ALIAS = OpenApiParameter("alias", OpenApiTypes.STR, OpenApiParameter.PATH, description="Alias.")
 VERSION = OpenApiParameter("version", OpenApiTypes.INT, OpenApiParameter.PATH)
@@ -102,11 +99,12 @@ EXAMPLES = [
     OpenApiExample(
         "A wrong type",
         value={
-            "detail": "record 0, column 'x1': expected a number (double), got a string ('high')",
+            "code": "invalid_input",
+            "message": "record 0, column 'x1': expected a number (double), got a string ('high')",
             "errors": [
                 {
                     "record": 0,
-                    "column": "x1",
+                    "field": "x1",
                     "message": "expected a number (double), got a string ('high')",
                 }
             ],
@@ -117,7 +115,7 @@ EXAMPLES = [
 ]
 
 
-class PredictView(APIView):
+class PredictView(ApiViewMixin, APIView):
     permission_classes = [IsAuthenticated, CanPredict]
     parser_classes = [JSONParser]
     # One UPDATE of the caller's row (experiments.throttling) instead of DRF's
@@ -130,15 +128,13 @@ class PredictView(APIView):
         responses={
             200: PredictionSerializer,
             400: OpenApiResponse(
-                InvalidInputSerializer,
+                ErrorSerializer,
                 "The body is not one of the three shapes, is empty or has too many records, "
                 "or a record lacks a column of the model's signature, has one it does not "
-                "know, or a value of the wrong type. null is accepted in any column: the "
-                "model imputes it as it did in training.",
+                "know, or a value of the wrong type (each with its `record` and `field`). "
+                "null is accepted in any column: the model imputes it as it did in training.",
             ),
-            403: OpenApiResponse(ProblemSerializer, "No permission to call this model."),
-            404: OpenApiResponse(ProblemSerializer, "No such model, alias or version."),
-            429: OpenApiResponse(ProblemSerializer, "Too many requests (MLOPS_PREDICT_RATE)."),
+            503: OpenApiResponse(ErrorSerializer, "The MLflow tracking store cannot be reached."),
         },
         examples=EXAMPLES,
     )
@@ -156,7 +152,7 @@ class PredictView(APIView):
         except tracking.TrackingUnavailable as exc:
             raise TrackingStoreDown(str(exc)) from None
         except serving.InvalidInput as exc:
-            return Response({"detail": str(exc), "errors": exc.errors}, status=400)
+            raise InvalidRecords(str(exc), [_item(error) for error in exc.errors]) from None
         return Response(answer)
 
 
@@ -172,3 +168,8 @@ class PredictByAliasView(PredictView):
 )
 class PredictByVersionView(PredictView):
     pass
+
+
+def _item(error: dict) -> dict:
+    """serving's {record, column, message} as the API's error item."""
+    return {"record": error["record"], "field": error["column"], "message": error["message"]}

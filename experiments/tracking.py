@@ -711,12 +711,18 @@ def _version_dict(found, run: dict | None) -> dict:
     }
 
 
+_MAX_VERSION = 2**31 - 1
+
+
 def find_model_version(name: str, alias: str | None = None, version: str | None = None) -> dict:
     """The registered version `name@alias` points to now, or `name/version`: its number
     and source (the logged model it was registered from), in one registry read.
 
     ModelNotFound naming what is missing; TrackingUnavailable when the store fails.
     """
+    if version is not None and int(version) > _MAX_VERSION:
+        # MLflow keeps versions in a 32-bit column; a larger number would fail in the store.
+        raise ModelNotFound(f"Model Version (name={name}, version={version}) not found")
     client = configure()
     try:
         if alias:

@@ -26,3 +26,6 @@ urlpatterns = [
     path("api/docs/", SpectacularSwaggerView.as_view(url_name="api-schema")),
     path("api/", include("pipelines.api.urls", namespace="pipelines-api-legacy")),
 ]
+
+# Under /api/ an unknown path is answered in the API's error body, not an HTML page.
+handler404 = "pipelines.api.errors.page_not_found"

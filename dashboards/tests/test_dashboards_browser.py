@@ -209,3 +209,47 @@ def test_write_screenshots_of_a_dashboard_and_the_chart_editor(
     page.wait_for_function("() => Chart.getChart(document.querySelector('#chart-editor canvas'))")
     assert Dashboard.objects.count() == 1
     page.screenshot(path=SCREENSHOTS / "dashboard-chart-editor.png", full_page=True)
+
+
+def download_png(page, title: str) -> bytes:
+    """Click the PNG link of the chart titled `title`; the downloaded file's bytes."""
+    heading = page.get_by_role("heading", name=title, exact=True)
+    card = page.locator("article.chart-card", has=heading)
+    with page.expect_download() as download:
+        card.get_by_role("link", name="PNG").click()
+    assert download.value.suggested_filename == f"{title}.png"
+    return Path(download.value.path()).read_bytes()
+
+
+def test_kpi_table_and_heat_map_download_as_png(
+    live_server, browser_page, make_dataset, django_user_model, tmp_path
+):
+    """Not drawn on a canvas, they are redrawn on one for the PNG, also on the share page."""
+    page = browser_page
+    make_dataset(revenue_frame(), name="revenue")
+    owner = django_user_model.objects.get(username="analyst")
+    board = dashboards.create_dashboard(owner, "Revenue", "")
+    base = {"source_kind": "dataset", "dataset": "revenue", "dataset_version": None}
+    base |= {"pipeline": None, "datasource": "", "table": "", "filters": [], "sort": ""}
+    base |= {"limit": None, "stacked": False, "group_by": "", "time_grain": "", "y": []}
+    charts = [
+        {"title": "Revenue", "kind": "kpi", "x": "", "y": ["amount"], "aggregation": "sum"},
+        {"title": "Revenue heat map", "kind": "heatmap", "x": "order_date", "y": ["amount"],
+         "aggregation": "sum", "time_grain": "month", "group_by": "region",
+         "filters": ["order_date >= 2024-07-01"]},
+        {"title": "Largest orders", "kind": "table", "x": "", "y": ["amount", "order_date",
+         "region"], "aggregation": "count", "sort": "-y", "limit": 5},
+    ]  # fmt: skip
+    for chart in charts:
+        dashboards.save_chart(board, base | chart)
+
+    page.goto(f"{live_server.url}/dashboards/{board.pk}/")
+    for title in ("Revenue", "Revenue heat map", "Largest orders"):
+        image = download_png(page, title)
+        assert image[:8] == b"\x89PNG\r\n\x1a\n"
+        assert len(image) > 1024
+        (tmp_path / f"{title}.png").write_bytes(image)  # to look at
+
+    _, token = dashboards.create_share_link(board, owner)
+    page.goto(f"{live_server.url}/share/{token}/")
+    assert download_png(page, "Revenue heat map")[:8] == b"\x89PNG\r\n\x1a\n"

@@ -193,21 +193,23 @@ def test_bad_input_is_refused_naming_the_record_and_the_column(api, classifier, 
         answer = post(api, "churn@champion", body)
 
         assert answer.status_code == 400, (body, answer.json())
-        assert answer.json()["detail"].startswith(message), (body, answer.json())
+        assert answer.json()["code"] == "invalid_input", (body, answer.json())
+        assert answer.json()["message"].startswith(message), (body, answer.json())
 
     two_wrong = post(api, "churn/1", {"records": [{**ROW, "x1": "a"}, {**ROW, "visits": "b"}]})
     assert two_wrong.json() == {
-        "detail": "record 0, column 'x1': expected a number (double), got a string ('a') "
+        "code": "invalid_input",
+        "message": "record 0, column 'x1': expected a number (double), got a string ('a') "
         "(and 1 more, listed in errors)",
         "errors": [
             {
                 "record": 0,
-                "column": "x1",
+                "field": "x1",
                 "message": "expected a number (double), got a string ('a')",
             },
             {
                 "record": 1,
-                "column": "visits",
+                "field": "visits",
                 "message": "expected an integer (long), got a string ('b')",
             },
         ],
@@ -226,7 +228,18 @@ def test_unknown_model_alias_or_version_is_a_404_naming_it(api, classifier):
         answer = post(api, path, {"records": [ROW]})
 
         assert answer.status_code == 404
-        assert answer.json()["detail"].startswith(message)
+        assert answer.json()["code"] == "not_found"
+        assert answer.json()["message"].startswith(message)
+    assert not ServingStat.objects.exists()
+
+
+def test_paths_no_model_can_have_are_json_404s(api, classifier):
+    for path in ("churn/99999999999999999999", "churn@not%20an%20alias", "churn/-1"):
+        answer = post(api, path, {"records": [ROW]})
+
+        assert answer.status_code == 404, path
+        assert answer["Content-Type"] == "application/json"
+        assert answer.json()["code"] == "not_found"
     assert not ServingStat.objects.exists()
 
 
@@ -265,7 +278,7 @@ def test_callers_need_a_token_and_the_predict_permission_or_the_models_group(
     assert anonymous.status_code == 401
     assert anonymous["WWW-Authenticate"] == "Token"
     assert refused.status_code == 403
-    assert "experiments.predict" in refused.json()["detail"]
+    assert "experiments.predict" in refused.json()["message"]
     assert post(member_api, "churn@champion", {"records": [ROW]}).status_code == 200
     # The group admits its model only.
     assert post(member_api, "other@champion", {"records": [ROW]}).status_code == 403
@@ -279,7 +292,7 @@ def test_too_many_requests_are_refused_with_429(api, classifier, monkeypatch):
     refused = post(api, "churn@champion", {"records": [ROW]})
 
     assert codes == [200, 200, 429]
-    assert refused.json()["detail"].startswith("Request was throttled.")
+    assert refused.json()["message"].startswith("Request was throttled.")
     assert int(refused["Retry-After"]) > 0
     # Refusals are not counted: the row holds the two requests allowed.
     assert ThrottleCounter.objects.get(scope="predict").current == 2

@@ -10,7 +10,8 @@ whole request) and, for a pipeline definition, the order of the step it is in (`
 """
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
-from django.http import Http404
+from django.http import Http404, JsonResponse
+from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler
 
@@ -22,18 +23,27 @@ class Conflict(exceptions.APIException):
     default_code = "conflict"
 
 
-class InvalidPipeline(exceptions.APIException):
-    """A pipeline definition refused by pipelines.validation: one error per step and field."""
+class ItemErrors(exceptions.APIException):
+    """A 400 whose `errors` are already the body's items (step or record, field, message)."""
 
     status_code = status.HTTP_400_BAD_REQUEST
+
+    def __init__(self, message: str, errors: list[dict]):
+        super().__init__(message)
+        self.errors = errors
+
+
+class InvalidPipeline(ItemErrors):
+    """A pipeline definition refused by pipelines.validation: one error per step and field."""
+
     default_code = "pipeline_invalid"
 
     def __init__(self, invalid: PipelineInvalid):
-        super().__init__(str(invalid))
-        self.errors = [
+        errors = [
             {"step": error.order, "field": error.field, "message": error.message}
             for error in invalid.errors
         ]
+        super().__init__(str(invalid), errors)
 
 
 def handle(exc, context):
@@ -50,7 +60,7 @@ def handle(exc, context):
 
 
 def error_body(exc: exceptions.APIException) -> dict:
-    if isinstance(exc, InvalidPipeline):
+    if isinstance(exc, ItemErrors):
         return {"code": exc.default_code, "message": str(exc.detail), "errors": exc.errors}
     if isinstance(exc, exceptions.ValidationError) or not isinstance(exc.detail, str):
         errors = list(_flatten(exc.detail, None))
@@ -82,6 +92,11 @@ class ErrorItemSerializer(serializers.Serializer):
         allow_null=True,
         help_text="Order of the step the error is in: pipeline definitions only.",
     )
+    record = serializers.IntegerField(
+        required=False,
+        allow_null=True,
+        help_text="Index of the record the error is in: prediction requests only.",
+    )
     field = serializers.CharField(
         allow_null=True,
         help_text="The rejected field (dotted when nested), header or query parameter; "
@@ -94,3 +109,12 @@ class ErrorSerializer(serializers.Serializer):
     code = serializers.CharField(help_text="Machine-readable, e.g. invalid, not_found.")
     message = serializers.CharField()
     errors = ErrorItemSerializer(many=True, help_text="Empty unless fields were rejected.")
+
+
+def page_not_found(request, exception):
+    """Django's 404 page, or under /api/ the API's error body: a client that sends a path
+    no route matches (an alias with a slash, a negative version) still gets JSON."""
+    if not request.path.startswith("/api/"):
+        return defaults.page_not_found(request, exception)
+    body = {"code": "not_found", "message": f"Nothing at {request.path}.", "errors": []}
+    return JsonResponse(body, status=404)
