@@ -120,3 +120,29 @@ def django_db_modify_db_settings(tmp_path_factory):
     if database["ENGINE"].endswith("sqlite3"):
         path = tmp_path_factory.mktemp("database") / "test.sqlite3"
         database.setdefault("TEST", {})["NAME"] = str(path)
+
+
+@pytest.fixture
+def api_as(django_user_model):
+    """An API client with a token of a new user holding these permissions ("app.codename").
+
+    `api_as()` may only read; `api_as("pipelines.add_pipeline")` may also create pipelines.
+    """
+    from django.contrib.auth.models import Permission
+    from rest_framework.test import APIClient
+
+    from pipelines.api.tokens import issue_token
+
+    def make(*perms: str, username: str = "integrator") -> APIClient:
+        user = django_user_model.objects.create_user(username, password="pw")
+        for perm in perms:
+            app_label, codename = perm.split(".")
+            user.user_permissions.add(
+                Permission.objects.get(content_type__app_label=app_label, codename=codename)
+            )
+        client = APIClient()
+        client.credentials(HTTP_AUTHORIZATION=f"Token {issue_token(user, 'tests')[1]}")
+        client.user = user
+        return client
+
+    return make

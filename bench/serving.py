@@ -286,7 +286,7 @@ def in_process_overhead(payloads: dict, token: str, repeat: int = 300) -> None:
         user, _ = TokenAuthentication().authenticate_credentials(token)
         serving.may_predict(user, MODEL)
         request = SimpleNamespace(user=user, META={"REMOTE_ADDR": "127.0.0.1"})
-        PredictRateThrottle().allow_request(request, SimpleNamespace(throttle_scope="predict"))
+        PredictRateThrottle().allow_request(request, None)
 
     def endpoint():
         response = client.post(path, payloads[1], content_type="application/json")

@@ -165,19 +165,25 @@ def pipelines_using(dataset: Dataset) -> list[str]:
 
     Each step type says which datasets its params name: this app knows no step's params.
     """
-    from pipelines.engine.registry import STEP_TYPES
-    from pipelines.models import PipelineStep
-
     references = {dataset.name, f"{dataset.name}@{dataset.version}", dataset.pk}
     if not Dataset.objects.filter(name=str(dataset.pk)).exists():
         references.add(str(dataset.pk))  # digits name the id unless a dataset has that name
+    return pipelines_referencing(references, "datasets")
+
+
+def pipelines_referencing(references: set, kind: str) -> list[str]:
+    """Names of the pipelines with a step whose params name one of `references`, among
+    its `kind` of references ("datasets" or "sources")."""
+    from pipelines.engine.registry import STEP_TYPES
+    from pipelines.models import PipelineStep
+
     names = set()
     steps = PipelineStep.objects.select_related("pipeline").only(
         "step_type", "params", "pipeline__name"
     )
     for step in steps:
         step_type = STEP_TYPES.get(step.step_type)
-        if step_type and references & set(step_type.references(step.params).datasets):
+        if step_type and references & set(getattr(step_type.references(step.params), kind)):
             names.add(step.pipeline.name)
     return sorted(names)
 
@@ -268,11 +274,15 @@ def _digest(handle: BinaryIO) -> tuple[str, int]:
     while chunk := handle.read(_CHUNK):
         size += len(chunk)
         if size > limit:
-            raise ValidationError(
-                {"file": f"The file is larger than the upload limit of {_bytes(limit)}."}
-            )
+            raise ValidationError({"file": too_large_message()})
         digest.update(chunk)
     return digest.hexdigest(), size
+
+
+def too_large_message() -> str:
+    """Why a file over MLOPS_MAX_UPLOAD_BYTES is refused, also for the checks made while
+    it is still arriving, before `add_dataset` sees it."""
+    return f"The file is larger than the upload limit of {_bytes(settings.MLOPS_MAX_UPLOAD_BYTES)}."
 
 
 def _bytes(count: int) -> str:

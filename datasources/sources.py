@@ -17,6 +17,7 @@ from django.utils import timezone
 from datasources.connectors import connector_class
 from datasources.connectors.base import AccountRights, ConnectorError
 from datasources.models import DataSource
+from datasources.services import pipelines_referencing
 
 SOURCE_FIELDS = ("name", "kind", "host", "port", "database", "user", "options", "allow_writes")
 READ_ONLY_REPORT = "The account can only read: no write, server-file or admin rights found."
@@ -25,6 +26,11 @@ PREVIEW_ROWS = 20
 # it is a hint, and losing it only means "not tested yet").
 LAST_TEST_KEY = "datasources:last-test:{pk}"
 LAST_TEST_SECONDS = 30 * 24 * 3600
+# The kinds of option values the connectors understand (see each connector's `options`).
+TIMEOUT_OPTIONS = {"connect_timeout", "statement_timeout"}
+FLAG_OPTIONS = {"tls", "verify_ssl"}
+TEXT_OPTIONS = {"ca", "charset", "auth_source"}
+MAX_TIMEOUT_SECONDS = 86400
 # How each SQL dialect quotes an identifier.
 IDENTIFIER_QUOTES = {"mysql": "`", "postgresql": '"', "cratedb": '"'}
 
@@ -73,9 +79,55 @@ def save_source(
         raise ValidationError(
             {"options": f"Unknown option(s): {', '.join(sorted(unknown_options))}."}
         )
+    if problems := option_value_errors(source.options):
+        raise ValidationError({"options": problems})
     with transaction.atomic():
         source.save()
     return source
+
+
+def option_value_errors(options: dict) -> list[str]:
+    """What is wrong with the options' values, which the connectors read with int(),
+    float() and bool(): a bad value would otherwise surface as a crash on the next test."""
+    problems = []
+    for name in sorted(options):
+        value = options[name]
+        if name in TIMEOUT_OPTIONS:
+            number = isinstance(value, int | float) and not isinstance(value, bool)
+            if not number or not 0 < value <= MAX_TIMEOUT_SECONDS:
+                problems.append(
+                    f"{name} must be a number of seconds, above 0 and at most "
+                    f"{MAX_TIMEOUT_SECONDS}."
+                )
+        elif name in FLAG_OPTIONS and not isinstance(value, bool):
+            problems.append(f"{name} must be true or false.")
+        elif name in TEXT_OPTIONS and not (isinstance(value, str) and "\x00" not in value):
+            problems.append(f"{name} must be a string with no NUL character.")
+    return problems
+
+
+def pipelines_using_source(source: DataSource) -> list[str]:
+    """Names of the pipelines with a step that reads or writes this source (name or id).
+
+    Each step type says which sources its params name: this app knows no step's params.
+    """
+    references = {source.name, source.pk}
+    if not DataSource.objects.filter(name=str(source.pk)).exists():
+        references.add(str(source.pk))  # digits name the id unless a source has that name
+    return pipelines_referencing(references, "sources")
+
+
+def delete_source(source: DataSource) -> None:
+    """Delete the source; refused while a pipeline's step names it."""
+    users = pipelines_using_source(source)
+    if users:
+        listed = ", ".join(repr(name) for name in users)
+        plural = "s" if len(users) > 1 else ""
+        raise ValidationError(
+            f"Data source {source.name} is used by pipeline{plural} {listed}: change their "
+            "steps before deleting it."
+        )
+    source.delete()
 
 
 def check_source(source: DataSource) -> SourceCheck:
@@ -185,6 +237,10 @@ class SourceUnreadable(Exception):
     """The source could not be browsed: the message says why, never with the secret."""
 
 
+class TableMissing(SourceUnreadable):
+    """The source has no such table (collection), or one without columns."""
+
+
 @dataclass(frozen=True)
 class TablePreview:
     """A table or collection of a source: its columns and types, and its first rows."""
@@ -221,6 +277,14 @@ def table_preview(source: DataSource, table: str, rows: int = PREVIEW_ROWS) -> T
         return TablePreview(table, columns, connector.preview(table, rows))
 
     return _browsing(source, read)
+
+
+def listed_table_preview(source: DataSource, table: str) -> TablePreview:
+    """`table_preview` of a table the source lists; TableMissing for any other name."""
+    if table not in source_tables(source):
+        missing = f"{source.name} has no table {table!r}"
+        raise TableMissing(scrub_secret(missing, source.get_secret()))
+    return table_preview(source, table)
 
 
 def _browsing(source: DataSource, action):

@@ -121,7 +121,6 @@ class PredictView(ApiViewMixin, APIView):
     # One UPDATE of the caller's row (experiments.throttling) instead of DRF's
     # ScopedRateThrottle's four queries on the database cache; the same rate and 429.
     throttle_classes = [PredictRateThrottle]
-    throttle_scope = "predict"
 
     @extend_schema(
         request=PredictRequestSerializer,

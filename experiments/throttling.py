@@ -129,22 +129,35 @@ def seconds_until_allowed(
     return (1 - fraction + until) * period
 
 
-class PredictRateThrottle(BaseThrottle):
-    """Throttles a view by its `throttle_scope` at the rate REST_FRAMEWORK's
-    DEFAULT_THROTTLE_RATES gives that scope, per user (per address when anonymous)."""
+class RateThrottle(BaseThrottle):
+    """Throttles at the rate REST_FRAMEWORK's DEFAULT_THROTTLE_RATES gives `scope`, per
+    user (per address when anonymous)."""
 
     THROTTLE_RATES = api_settings.DEFAULT_THROTTLE_RATES  # as DRF's, read at import
+    scope = ""
 
     def allow_request(self, request, view):
-        scope = view.throttle_scope
-        limit, period = parse_rate(self.THROTTLE_RATES[scope])
+        limit, period = parse_rate(self.THROTTLE_RATES[self.scope])
         user = request.user
         if user and user.is_authenticated:
             ident = f"user:{user.pk}"
         else:
             ident = f"ip:{self.get_ident(request)}"
-        self.seconds = take(ident, scope, limit, period)
+        self.seconds = take(ident, self.scope, limit, period)
         return self.seconds == 0
 
     def wait(self):
         return math.ceil(self.seconds)
+
+
+class ApiRateThrottle(RateThrottle):
+    """Every API request (MLOPS_API_RATE). Unauthenticated ones are refused before any
+    throttle is asked, so only callers with a token or a session are counted."""
+
+    scope = "api"
+
+
+class PredictRateThrottle(RateThrottle):
+    """Predictions have a rate of their own (MLOPS_PREDICT_RATE), instead of the API's."""
+
+    scope = "predict"

@@ -5,6 +5,7 @@ typo in a deployment surfaces before the first request rather than in the middle
 """
 
 import os
+import re
 from pathlib import Path
 
 from django.core.exceptions import ImproperlyConfigured
@@ -40,6 +41,16 @@ def env_int(name: str, default: int, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ImproperlyConfigured(f"{name} must be at least {minimum}, got {value}")
     return value
+
+
+def env_rate(name: str, default: str) -> str:
+    """A request rate as DRF reads it: "<number>/second|minute|hour|day"."""
+    raw = os.environ.get(name, default)
+    if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day)", raw):
+        raise ImproperlyConfigured(
+            f"{name} must look like 600/minute (per second, minute, hour or day), got {raw!r}"
+        )
+    return raw
 
 
 def env_list(name: str, default: list[str]) -> list[str]:

@@ -4,7 +4,6 @@ Every variable has an embedded default so a fresh checkout runs with no services
 SQLite database, django-q2 ORM broker, SQLite MLflow store, local cache and media folders.
 """
 
-import re
 from datetime import timedelta
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from mlops_site.env import (
     env_int,
     env_list,
     env_path,
+    env_rate,
     env_str,
 )
 
@@ -176,12 +176,9 @@ MLOPS_STEP_MODULES = env_list("MLOPS_STEP_MODULES", [])
 # user's request rate ("<number>/second|minute|hour|day").
 MLOPS_PREDICT_MAX_ROWS = env_int("MLOPS_PREDICT_MAX_ROWS", 10_000, minimum=1)
 MLOPS_PREDICT_CACHE_SIZE = env_int("MLOPS_PREDICT_CACHE_SIZE", 8, minimum=1)
-MLOPS_PREDICT_RATE = env_str("MLOPS_PREDICT_RATE", "600/minute")
-if not re.fullmatch(r"[1-9][0-9]*/(second|minute|hour|day)", MLOPS_PREDICT_RATE):
-    raise ImproperlyConfigured(
-        f"MLOPS_PREDICT_RATE must look like 600/minute (per second, minute, hour or day), "
-        f"got {MLOPS_PREDICT_RATE!r}"
-    )
+MLOPS_PREDICT_RATE = env_rate("MLOPS_PREDICT_RATE", "600/minute")
+# Every other API request, per user (tokens and browser sessions alike).
+MLOPS_API_RATE = env_rate("MLOPS_API_RATE", "1200/minute")
 
 # django-q2. `retry` must exceed `timeout`, otherwise the broker hands a still-running
 # task to a second worker and the run executes twice. A worker runs a run and its
@@ -225,8 +222,10 @@ REST_FRAMEWORK = {
     "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
     "PAGE_SIZE": 50,
     "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
-    # Only views that name a scope are throttled (experiments.throttling.PredictRateThrottle).
-    "DEFAULT_THROTTLE_RATES": {"predict": MLOPS_PREDICT_RATE},
+    # One database row per user and scope counts requests (experiments.throttling); the
+    # prediction endpoint has its own scope instead of "api".
+    "DEFAULT_THROTTLE_CLASSES": ["experiments.throttling.ApiRateThrottle"],
+    "DEFAULT_THROTTLE_RATES": {"api": MLOPS_API_RATE, "predict": MLOPS_PREDICT_RATE},
 }
 # API tokens (django-rest-knox): stored as digests, expire this many days after they are
 # made (0: never), revocable at /api/v1/tokens/. Tokens start with "mlops_".
@@ -242,6 +241,13 @@ SPECTACULAR_SETTINGS = {
     "DESCRIPTION": "Trigger pipeline runs and follow them.",
     # /api/ serves the same views for one release; only /api/v1/ is described.
     "PREPROCESSING_HOOKS": ["pipelines.api.schema.only_v1"],
+    # Request bodies are components of their own: without read-only fields, and closed
+    # where the API refuses unknown fields.
+    "COMPONENT_SPLIT_REQUEST": True,
+    "POSTPROCESSING_HOOKS": [
+        "drf_spectacular.hooks.postprocess_schema_enums",
+        "pipelines.api.schema.add_links",
+    ],
     "VERSION": "1.0.0",
     "SERVE_INCLUDE_SCHEMA": False,
     "SERVE_PERMISSIONS": ["rest_framework.permissions.IsAuthenticated"],

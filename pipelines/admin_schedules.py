@@ -6,8 +6,6 @@ from pipelines import schedules
 from pipelines.forms import ScheduleForm
 from pipelines.models import PipelineSchedule, ScheduleTick
 
-RULE_FIELDS = {"cron", "timezone", "interval_seconds"}
-
 
 def in_schedule_zone(schedule: PipelineSchedule, moment) -> str:
     """A moment in the schedule's time zone, named: 2026-03-30 06:00 CEST (Europe/Paris)."""
@@ -91,12 +89,14 @@ class PipelineScheduleAdmin(admin.ModelAdmin):
         return kwargs
 
     def save_model(self, request, obj, form, change):
-        # A changed rule, or a schedule enabled again, starts from now: clearing the
-        # next tick makes save() compute it.
-        changed = set(form.changed_data)
-        if not change or RULE_FIELDS & changed or ("enabled" in changed and obj.enabled):
-            obj.next_tick_at = None
-        super().save_model(request, obj, form, change)
+        if not change:
+            super().save_model(request, obj, form, change)  # save() gives the first tick
+            return
+        # The form has already put the new values on obj: the service compares them with
+        # the stored ones to know whether the rule changed or the schedule was enabled.
+        stored = PipelineSchedule.objects.get(pk=obj.pk)
+        changes = {name: getattr(obj, name) for name in form.changed_data}
+        obj.next_tick_at = schedules.update_schedule(stored, **changes).next_tick_at
 
     @admin.action(description="Pause selected schedules", permissions=["change"])
     def pause(self, request, queryset):

@@ -1,3 +1,5 @@
+import json
+import math
 from zoneinfo import ZoneInfo
 
 from django.conf import settings
@@ -17,6 +19,24 @@ from pipelines.choices import (
     StepRunStatus,
     TickOutcome,
 )
+
+
+class FiniteJSONEncoder(json.JSONEncoder):
+    """Writes NaN and infinities as null: they are not JSON, and the databases' JSON
+    columns refuse them (an undefined metric, such as r2 on one row, is NaN)."""
+
+    def iterencode(self, o, _one_shot=False):
+        return super().iterencode(_finite(o), _one_shot)
+
+
+def _finite(value):
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(item) for item in value]
+    return value
 
 
 class PipelineQuerySet(models.QuerySet):
@@ -245,7 +265,7 @@ class PipelineRun(models.Model):
     logs = models.TextField(blank=True)
     error_message = models.TextField(blank=True)
     error_traceback = models.TextField(blank=True)
-    metrics = models.JSONField(default=dict, blank=True)
+    metrics = models.JSONField(default=dict, blank=True, encoder=FiniteJSONEncoder)
     mlflow_run_id = models.CharField("MLflow run id", max_length=64, blank=True)
     dispatched_at = models.DateTimeField(
         null=True, blank=True, help_text="When the run was handed to the task queue."
@@ -363,7 +383,7 @@ class StepRun(models.Model):
     rows_out = models.PositiveBigIntegerField(null=True, blank=True)
     columns_out = models.PositiveIntegerField(null=True, blank=True)
     fingerprint = models.CharField(max_length=64, blank=True)
-    summary = models.JSONField(default=dict, blank=True)
+    summary = models.JSONField(default=dict, blank=True, encoder=FiniteJSONEncoder)
 
     class Meta:
         ordering = ["run", "order"]

@@ -79,6 +79,15 @@ def start_run(
     return run
 
 
+def rerun(run: PipelineRun, **options) -> PipelineRun:
+    """Start `run`'s pipeline again over the same steps ("Run again" on the pages, rerun
+    in the API). It runs the pipeline as it is now, not the run's frozen definition.
+
+    `options` are start_run's: trigger, user, idempotency_key.
+    """
+    return start_run(run.pipeline, from_step=run.start_step, to_step=run.stop_step, **options)
+
+
 def _check_step_range(steps: list[dict], from_step: int | None, to_step: int | None) -> None:
     errors = [
         error

@@ -160,6 +160,11 @@ def local_time(schedule: PipelineSchedule, moment: datetime | None) -> str:
 # -- Managing schedules ------------------------------------------------------------------
 
 
+# What may be set on a schedule (the API and the admin change them with update_schedule).
+RULE_FIELDS = ("cron", "timezone", "interval_seconds")
+SETTINGS_FIELDS = (*RULE_FIELDS, "overlap_policy", "catch_up", "enabled", "pipeline")
+
+
 def create_schedule(
     pipeline: Pipeline,
     cron: str | None = None,
@@ -167,29 +172,65 @@ def create_schedule(
     interval_seconds: int | None = None,
     overlap_policy: str = OverlapPolicy.SKIP,
     catch_up: str = CatchUpPolicy.NONE,
+    enabled: bool = True,
     now: datetime | None = None,
 ) -> PipelineSchedule:
     """Validate and save a schedule whose first tick is the first one after `now`."""
-    cron = (cron or "").strip()
-    validate_schedule(cron, timezone, interval_seconds)
-    errors = {}
-    if overlap_policy not in OverlapPolicy.values:
-        errors["overlap_policy"] = f"Use one of {', '.join(OverlapPolicy.values)}."
-    if catch_up not in CatchUpPolicy.values:
-        errors["catch_up"] = f"Use one of {', '.join(CatchUpPolicy.values)}."
-    if errors:
-        raise ValidationError(errors)
     schedule = PipelineSchedule(
         pipeline=pipeline,
-        cron=cron,
+        cron=(cron or "").strip(),
         timezone=timezone,
         interval_seconds=interval_seconds,
         overlap_policy=overlap_policy,
         catch_up=catch_up,
+        enabled=enabled,
     )
+    _check_settings(schedule)
     schedule.next_tick_at = next_tick(schedule, now or django_timezone.now())
     schedule.save()
     return schedule
+
+
+def update_schedule(
+    schedule: PipelineSchedule, now: datetime | None = None, **changes
+) -> PipelineSchedule:
+    """Validate and save new values of any of SETTINGS_FIELDS, as `create_schedule` does.
+
+    A changed rule, or a paused schedule enabled again, starts from `now`: its next tick
+    is the first one after it, and ticks the old rule or the pause passed over are not
+    caught up. A refused change saves nothing and leaves `schedule` as it was.
+    """
+    unknown = set(changes) - set(SETTINGS_FIELDS)
+    if unknown:
+        raise TypeError(f"not a setting of a schedule: {', '.join(sorted(unknown))}")
+    changed = PipelineSchedule(pk=schedule.pk, next_tick_at=schedule.next_tick_at)
+    for name in SETTINGS_FIELDS:
+        setattr(changed, name, changes.get(name, getattr(schedule, name)))
+    changed.cron = (changed.cron or "").strip()
+    _check_settings(changed)
+    rule_changed = any(getattr(changed, name) != getattr(schedule, name) for name in RULE_FIELDS)
+    restarted = changed.enabled and (rule_changed or not schedule.enabled)
+    for name in SETTINGS_FIELDS:
+        setattr(schedule, name, getattr(changed, name))
+    fields = list(SETTINGS_FIELDS)
+    if restarted:
+        schedule.next_tick_at = next_tick(schedule, now or django_timezone.now())
+        fields.append("next_tick_at")
+    # Otherwise the next tick is left as stored: a scheduler may be moving it meanwhile.
+    schedule.save(update_fields=fields)
+    return schedule
+
+
+def _check_settings(schedule: PipelineSchedule) -> None:
+    """Raise ValidationError keyed by field for a bad rule or an unknown policy."""
+    validate_schedule(schedule.cron, schedule.timezone, schedule.interval_seconds)
+    errors = {}
+    if schedule.overlap_policy not in OverlapPolicy.values:
+        errors["overlap_policy"] = f"Use one of {', '.join(OverlapPolicy.values)}."
+    if schedule.catch_up not in CatchUpPolicy.values:
+        errors["catch_up"] = f"Use one of {', '.join(CatchUpPolicy.values)}."
+    if errors:
+        raise ValidationError(errors)
 
 
 def pause_schedule(schedule: PipelineSchedule) -> PipelineSchedule:
@@ -226,6 +267,22 @@ def preview_ticks(
         tick = next_tick(rule, tick)
         ticks.append(tick.astimezone(zone))
     return ticks
+
+
+def upcoming_ticks(schedule: PipelineSchedule, count: int = 5) -> list[datetime]:
+    """The next `count` ticks of a saved schedule, in its time zone; none while paused.
+
+    They start at its stored next tick, so an interval keeps its own grid and a tick
+    overdue while no scheduler ran comes first.
+    """
+    if not schedule.enabled:
+        return []
+    zone = _zone(schedule.timezone)
+    tick = schedule.next_tick_at or next_tick(schedule, django_timezone.now())
+    ticks = [tick]
+    while len(ticks) < count:
+        ticks.append(next_tick(schedule, ticks[-1]))
+    return [tick.astimezone(zone) for tick in ticks]
 
 
 def delete_schedule(schedule: PipelineSchedule) -> None:

@@ -57,7 +57,7 @@ def create_pipeline(
     """
     pipeline = Pipeline(name=str(name).strip(), description=description, owner=owner)
     numbered = _numbered_steps(steps)
-    _check(pipeline, numbered, settings or {}, new=True)
+    _check(pipeline, numbered, settings or {}, check_name=True)
     try:
         with transaction.atomic():
             pipeline.save()
@@ -69,23 +69,45 @@ def create_pipeline(
     return pipeline
 
 
-def update_pipeline(pipeline: Pipeline, *, steps=None, settings: dict | None = None, user=None):
-    """Replace the steps (renumbered 1..n in their order) and/or change run settings.
+def update_pipeline(
+    pipeline: Pipeline,
+    *,
+    name: str | None = None,
+    steps=None,
+    settings: dict | None = None,
+    user=None,
+):
+    """Rename, replace the steps (renumbered 1..n in their order) and/or change run settings.
 
     Records a version when something changed; an invalid change saves nothing.
     """
     numbered = None if steps is None else _numbered_steps(steps)
-    with transaction.atomic():
-        locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
-        before = export_pipeline(locked)
-        _check(locked, numbered, settings or {}, new=False)
-        locked.save()
-        if numbered is not None:
-            locked.steps.all().delete()
-            _save_steps(locked, numbered)
-        record_version(locked, user, before=before)
+    try:
+        with transaction.atomic():
+            locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+            before = export_pipeline(locked)
+            if name is not None:
+                locked.name = str(name).strip()
+            _check(locked, numbered, settings or {}, check_name=name is not None)
+            locked.save()
+            if numbered is not None:
+                locked.steps.all().delete()
+                _save_steps(locked, numbered)
+            record_version(locked, user, before=before)
+    except IntegrityError:
+        # Another request took the new name between the check and the update.
+        raise PipelineInvalid([_name_taken(locked.name)]) from None
     pipeline.refresh_from_db()
     return pipeline
+
+
+def check_definition(steps, settings: dict | None = None, name: str | None = None) -> None:
+    """Raise every problem `create_pipeline` would find in this definition; save nothing.
+
+    The name, when given, is checked as a new pipeline's: well-formed and not taken.
+    """
+    pipeline = Pipeline(name=str(name or "").strip())
+    _check(pipeline, _numbered_steps(steps), settings or {}, check_name=name is not None)
 
 
 def duplicate_pipeline(pipeline: Pipeline, new_name: str | None = None, user=None) -> Pipeline:
@@ -277,11 +299,13 @@ def _record(pipeline, user, definition, summary, previous=None) -> PipelineVersi
     )
 
 
-def _check(pipeline: Pipeline, steps: list[dict] | None, settings: dict, *, new: bool) -> None:
+def _check(
+    pipeline: Pipeline, steps: list[dict] | None, settings: dict, *, check_name: bool
+) -> None:
     """Apply `settings` to the unsaved instance and raise every problem found at once:
     the settings (through the model's own validation), the name, and the steps."""
     errors = _settings_errors(pipeline, settings)
-    if new:
+    if check_name:
         errors += _name_errors(pipeline)
     if steps:
         errors += _steps_errors(steps)
@@ -312,7 +336,7 @@ def _name_errors(pipeline: Pipeline) -> list[StepError]:
         pipeline.clean_fields(exclude=[f.name for f in Pipeline._meta.fields if f.name != "name"])
     except ValidationError as exc:
         return [StepError(None, "name", " ".join(exc.message_dict["name"]))]
-    if Pipeline.objects.filter(name=pipeline.name).exists():
+    if Pipeline.objects.filter(name=pipeline.name).exclude(pk=pipeline.pk).exists():
         return [_name_taken(pipeline.name)]
     return []
 

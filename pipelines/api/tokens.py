@@ -5,6 +5,7 @@ from knox.settings import knox_settings
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.response import Response
 
+from pipelines.api.pagination import PagePagination
 from pipelines.api.schema import ApiViewMixin
 from pipelines.models import ApiToken
 
@@ -59,6 +60,7 @@ class TokenViewSet(
     viewsets.GenericViewSet,
 ):
     serializer_class = TokenSerializer
+    pagination_class = PagePagination
     lookup_value_regex = "[^/]+"  # a malformed id is a 404 of the API, not an HTML page
 
     def get_queryset(self):

@@ -95,8 +95,9 @@ def test_pipeline_list_shows_steps_experiment_and_last_run_in_one_page_query(
     make_pipeline(IRIS_STEPS[:1], name="another")
     runs.start_run(iris)
 
-    # The token lookup, the page count and the page itself.
-    with django_assert_num_queries(3):
+    api.get("/api/v1/step-types/")  # a user's first request makes their throttle row
+    # The token lookup, the throttle's count, the page count and the page itself.
+    with django_assert_num_queries(4):
         response = api.get("/api/v1/pipelines/")
 
     assert response.status_code == 200
@@ -183,7 +184,7 @@ def test_trigger_without_the_add_permission_is_403(viewer_api, iris):
 
     assert response.status_code == 403
     assert response.json() == error(
-        "permission_denied", "Starting a run needs the pipelines.add_pipelinerun permission."
+        "permission_denied", "This needs the pipelines.add_pipelinerun permission."
     )
     assert not PipelineRun.objects.exists()
 
@@ -249,7 +250,7 @@ def test_trigger_with_an_unknown_field_is_400_naming_it(api, iris):
     response = api.post(trigger_url(iris), {"from_stepp": 2}, format="json")
 
     assert response.status_code == 400
-    message = "Unknown field; a trigger accepts: from_step."
+    message = "Unknown field; a trigger accepts: from_step, to_step, only_step."
     assert response.json() == error(
         "invalid", f"from_stepp: {message}", {"field": "from_stepp", "message": message}
     )
@@ -355,8 +356,10 @@ def test_run_list_filters_by_pipeline_and_status_newest_first(
     older, newer = runs.start_run(other), runs.start_run(other)
     runs.cancel_run(runs.start_run(iris))
 
-    # The token lookup, the pipeline named in the filter and the page (a cursor: no count).
-    with django_assert_num_queries(3):
+    api.get("/api/v1/step-types/")  # a user's first request makes their throttle row
+    # The token lookup, the throttle's count, the pipeline named in the filter and the
+    # page (a cursor: no count).
+    with django_assert_num_queries(4):
         response = api.get("/api/v1/runs/", {"pipeline": "other", "status": "queued"})
 
     assert [r["id"] for r in response.data["results"]] == [newer.pk, older.pk]
@@ -456,9 +459,9 @@ def test_schema_validates_and_documents_the_run_trigger(api, tmp_path, client, a
     schema = json.loads(path.read_text())
     assert all(path.startswith("/api/v1/") for path in schema["paths"])
     trigger = schema["paths"]["/api/v1/pipelines/{reference}/runs/"]["post"]
-    assert set(trigger["responses"]) == {"200", "202", "400", "401", "403", "404", "409"}
+    assert set(trigger["responses"]) == {"200", "202", "400", "401", "403", "404", "409", "429"}
     error_body = {"$ref": "#/components/schemas/Error"}
-    for code in ["400", "401", "403", "404", "409"]:
+    for code in ["400", "401", "403", "404", "409", "429"]:
         assert trigger["responses"][code]["content"]["application/json"]["schema"] == error_body
     header = next(p for p in trigger["parameters"] if p["in"] == "header")
     assert (header["name"], header["schema"]["maxLength"]) == ("Idempotency-Key", 255)

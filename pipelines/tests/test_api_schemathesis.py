@@ -6,6 +6,8 @@ never get a 5xx, and every answer (status, content type, headers, body) is the s
 Transactional: the WSGI handler closes the database connection after each request.
 """
 
+import os
+
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, given, settings
@@ -19,6 +21,7 @@ from schemathesis.specs.openapi.checks import (
 
 from mlops_site.wsgi import application
 from pipelines import demo, runs
+from pipelines.api.schema import TARGETS
 from pipelines.api.tokens import issue_token
 from pipelines.models import Pipeline
 
@@ -49,6 +52,12 @@ def test_every_answer_conforms_to_the_schema(token):
     schema = schemathesis.openapi.from_wsgi("/api/v1/schema/", application, headers=headers)
     operations = [result.ok() for result in schema.get_all_operations()]
     assert len(operations) >= 12
+    # MLOPS_SCHEMATHESIS_PATHS=/api/v1/datasets/ checks only the operations under it.
+    only = os.environ.get("MLOPS_SCHEMATHESIS_PATHS")
+    if only:
+        operations = [op for op in operations if op.path.startswith(only)]
+    # Revoking tokens last: a generated id may be this test's own token.
+    operations.sort(key=lambda op: op.label == "DELETE /api/v1/tokens/{id}/")
 
     for operation in operations:
 
@@ -63,3 +72,59 @@ def test_every_answer_conforms_to_the_schema(token):
             case.call_and_validate(headers=headers, checks=CHECKS)
 
         conforms()
+
+
+def test_following_the_schemas_links_from_a_new_pipeline_to_its_runs_conforms(
+    token, django_user_model
+):
+    # The schema's links (pipelines.api.schema.NEXT_STEPS), followed as a client would:
+    # create a pipeline, then every operation its answer links to (run it, read it...),
+    # then every operation the run's answer links to (read, log, rerun, cancel). Walked
+    # in order rather than by Hypothesis's state machine: each step changes the database,
+    # which Hypothesis cannot replay.
+    headers = {"Authorization": f"Token {token}"}
+    schema = schemathesis.openapi.from_wsgi("/api/v1/schema/", application, headers=headers)
+    iris = [{"type": "sklearn_dataset", "name": "Load", "params": {"name": "iris"}}]
+    visited = []
+
+    def call(operation_id, body=None, **path_parameters):
+        operation = schema.find_operation_by_id(operation_id)
+        extra = {} if body is None else {"body": body, "media_type": "application/json"}
+        case = operation.Case(path_parameters=path_parameters, **extra)
+        response = case.call(headers=headers)
+        case.validate_response(response, checks=CHECKS, headers=headers)
+        visited.append((operation_id, response.status_code))
+        return operation, response
+
+    def follow(operation, response):
+        links = operation.definition.raw["responses"][str(response.status_code)]["links"]
+        answers = []
+        for link in links.values():
+            parameters = {
+                name: response.json()[expression.removeprefix("$response.body#/")]
+                for name, expression in link["parameters"].items()
+            }
+            answers.append(call(link["operationId"], **parameters))
+        return answers
+
+    created = call("pipelines_create", {"name": "linked", "steps": iris})
+    answers = dict(zip(NEXT_STEPS_OF_A_PIPELINE, follow(*created), strict=True))
+    run_answers = follow(*answers["pipelines_runs_create"])
+
+    assert visited == [
+        ("pipelines_create", 201),
+        ("pipelines_retrieve", 200),
+        ("pipelines_runs_create", 202),
+        ("pipelines_steps_list", 200),
+        ("pipelines_freshness_list", 200),
+        ("pipelines_versions_list", 200),
+        ("pipelines_export_retrieve", 200),
+        ("runs_retrieve", 200),
+        ("runs_log_retrieve", 200),
+        ("runs_cancel_create", 200),
+        ("runs_rerun_create", 202),
+    ]
+    assert len(run_answers) == 4
+
+
+NEXT_STEPS_OF_A_PIPELINE = TARGETS["pipeline"]

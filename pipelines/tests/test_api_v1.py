@@ -6,12 +6,14 @@ import urllib.request
 from datetime import timedelta
 
 import pytest
-from django.contrib.auth.models import Permission
+from django.contrib.auth.models import Permission, User
 from django.test import Client
 from django.utils import timezone
 from rest_framework.authtoken.models import Token
 from rest_framework.test import APIClient
 
+from experiments.models import ThrottleCounter
+from experiments.throttling import ApiRateThrottle
 from pipelines import runs
 from pipelines.api.tokens import issue_token
 from pipelines.choices import RunStatus
@@ -112,6 +114,28 @@ def test_a_session_must_send_its_csrf_token_for_unsafe_requests(user, make_pipel
     assert not PipelineRun.objects.exists()
 
 
+# Throttling
+
+
+def test_each_user_has_an_api_rate_across_endpoints_and_predictions_have_their_own(
+    api, monkeypatch
+):
+    # DRF reads the rates once at import; this is the table MLOPS_API_RATE fills.
+    monkeypatch.setattr(ApiRateThrottle, "THROTTLE_RATES", {"api": "2/minute"})
+
+    codes = [api.get(path).status_code for path in ["/api/v1/runs/", "/api/v1/pipelines/"]]
+    refused = api.get("/api/v1/step-types/")
+
+    assert codes == [200, 200]
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "throttled"
+    assert int(refused["Retry-After"]) > 0
+    assert ThrottleCounter.objects.get(scope="api").current == 2
+    # Another user's requests are counted apart.
+    other = User.objects.create_user("other")
+    assert client_for(issue_token(other, "t")[1]).get("/api/v1/runs/").status_code == 200
+
+
 # Step types
 
 
@@ -134,7 +158,7 @@ def test_step_type_catalog_lists_every_type_with_its_params_schema(api):
 # Filters and pagination
 
 
-def test_pipeline_list_filters_orders_and_pages_in_three_queries_whatever_the_page_size(
+def test_pipeline_list_filters_orders_and_pages_in_four_queries_whatever_the_page_size(
     api, user, make_pipeline, django_assert_num_queries
 ):
     for index in range(6):
@@ -143,9 +167,10 @@ def test_pipeline_list_filters_orders_and_pages_in_three_queries_whatever_the_pa
     Pipeline.objects.filter(pk=mine.pk).update(owner=user)
     runs.start_run(mine)
 
+    api.get("/api/v1/step-types/")  # a user's first request makes their throttle row
     for size in (2, 7):
-        # The token, the count and the page.
-        with django_assert_num_queries(3):
+        # The token, the throttle's count, the page count and the page.
+        with django_assert_num_queries(4):
             page = api.get("/api/v1/pipelines/", {"page_size": size, "ordering": "-name"})
         assert len(page.data["results"]) == size
     assert page.data["results"][0]["name"] == "p5"
@@ -167,9 +192,10 @@ def test_run_list_filters_and_cursor_pages_newest_first(
     made = [runs.start_run(pipeline, user=user if i % 2 else None) for i in range(9)]
     PipelineRun.objects.filter(pk=made[0].pk).update(created_at=timezone.now() - timedelta(2))
 
+    api.get("/api/v1/step-types/")  # a user's first request makes their throttle row
     for size in (2, 8):
-        # The token and the page: no count, whatever the size.
-        with django_assert_num_queries(2):
+        # The token, the throttle's count and the page: no page count, whatever the size.
+        with django_assert_num_queries(3):
             page = api.get("/api/v1/runs/", {"page_size": size})
         assert len(page.data["results"]) == size
     first = api.get("/api/v1/runs/", {"page_size": 4}).data
@@ -197,8 +223,8 @@ def test_run_detail_answers_304_while_the_run_is_unchanged(
     first = api.get(f"/api/v1/runs/{run.pk}/")
     etag = first["ETag"]
 
-    # The token and the ETag's one small query.
-    with django_assert_num_queries(2):
+    # The token, the throttle's count and the ETag's one small query.
+    with django_assert_num_queries(3):
         unchanged = api.get(f"/api/v1/runs/{run.pk}/", HTTP_IF_NONE_MATCH=etag)
 
     assert unchanged.status_code == 304 and unchanged.content == b""

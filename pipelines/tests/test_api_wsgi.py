@@ -133,7 +133,10 @@ def test_trigger_refusals(token, viewer_token, pipeline):
     misspelt = serve("POST", trigger, token, {"from_stepp": 1})
     assert misspelt.status == 400
     assert misspelt.json()["errors"] == [
-        {"field": "from_stepp", "message": "Unknown field; a trigger accepts: from_step."}
+        {
+            "field": "from_stepp",
+            "message": "Unknown field; a trigger accepts: from_step, to_step, only_step.",
+        }
     ]
     assert serve("POST", trigger, token, {"from_step": 9}).status == 400
     assert serve("POST", trigger, viewer_token, {}).status == 403

@@ -95,6 +95,25 @@ def test_warnings_of_a_step_are_shown_in_the_log_and_its_summary(make_pipeline):
     assert f"step 2 (train_sklearn): warning: {warning}" in run.logs
 
 
+def test_an_undefined_metric_is_stored_as_null_and_the_run_succeeds(make_dataset, make_pipeline):
+    # One held-out row: r2 is undefined (NaN), which the databases' JSON columns refuse.
+    make_dataset(pd.DataFrame({"x": [1.0, 2, 3, 4, 5], "y": [2.0, 4, 6, 8, 10]}), "tiny")
+    train = {"task": "regression", "estimator": "linear_regression", "target": "y"}
+    pipeline = make_pipeline(
+        [
+            {"type": "csv", "params": {"dataset": "tiny"}},
+            {"type": "train_sklearn", "params": {**train, "test_size": 0.2}},
+        ]
+    )
+
+    run = runs.start_run(pipeline, wait=True)
+
+    assert run.status == RunStatus.SUCCEEDED
+    run.refresh_from_db()
+    assert run.metrics["r2"] is None
+    assert run.step_runs.get(order=2).status == StepRunStatus.SUCCEEDED
+
+
 def test_run_freezes_the_definition_it_ran(classifier_pipeline):
     run = run_now(classifier_pipeline)
     PipelineStep.objects.filter(pipeline=classifier_pipeline, order=3).update(

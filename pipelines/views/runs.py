@@ -21,7 +21,7 @@ from pipelines.choices import RunStatus, RunTrigger
 from pipelines.lineage import run_lineage
 from pipelines.models import Pipeline, PipelineRun
 from pipelines.progress import definition_diff, filter_runs, run_page, run_progress
-from pipelines.runs import PipelineBusy, cancel_run, start_run
+from pipelines.runs import PipelineBusy, cancel_run, rerun
 from pipelines.validation import PipelineInvalid
 
 CANCEL_OUTCOMES = {
@@ -152,13 +152,7 @@ def run_again(request, pk):
     """Start a new run of the pipeline from the same step, and open it."""
     run = _run_or_404(pk)
     try:
-        new = start_run(
-            run.pipeline,
-            trigger=RunTrigger.MANUAL,
-            user=request.user,
-            from_step=run.start_step,
-            to_step=run.stop_step,
-        )
+        new = rerun(run, trigger=RunTrigger.MANUAL, user=request.user)
     except (PipelineBusy, PipelineInvalid) as exc:
         messages.error(request, f"{run.pipeline} was not started: {exc}")
         return redirect("runs:detail", run.pk)

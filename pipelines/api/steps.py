@@ -1,0 +1,223 @@
+"""/api/v1/pipelines/{reference}/steps/: a pipeline's steps, read and edited one at a time.
+
+A step is addressed by its `order` (1..n). Each edit is a function of
+`pipelines.step_edits`, saved through `services.update_pipeline` as the editor saves:
+validated as a whole, recorded as a version, and nothing saved when invalid. The orders
+are renumbered 1..n after every edit, so an order read before an edit may name another
+step after it.
+"""
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from rest_framework import serializers, status
+from rest_framework.exceptions import NotFound
+from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
+from rest_framework.response import Response
+from rest_framework.reverse import reverse
+from rest_framework.views import APIView
+
+from pipelines import step_edits
+from pipelines.api.common import REFERENCE, pipeline_or_404
+from pipelines.api.errors import ErrorSerializer, InvalidPipeline
+from pipelines.api.permissions import requires
+from pipelines.api.schema import ApiViewMixin
+from pipelines.api.serializers import RejectsUnknownFields, StepSerializer
+from pipelines.models import Pipeline, PipelineStep
+from pipelines.validation import PipelineInvalid
+
+CHANGE = "pipelines.change_pipeline"
+NAME_LENGTH = PipelineStep._meta.get_field("name").max_length
+ORDER = OpenApiParameter(
+    "order",
+    {"type": "integer", "minimum": 1},
+    OpenApiParameter.PATH,
+    description="The step's place in the pipeline, from 1.",
+)
+LOCATION = OpenApiParameter(
+    "Location", str, OpenApiParameter.HEADER, response=[201], description="The new step's URL."
+)
+INVALID_EDIT = (
+    "`pipeline_invalid`: the pipeline would be invalid; an error per step (its order after "
+    "the edit) and field, nothing saved. `invalid`: the body is malformed (each rejected field)."
+)
+NO_STEP = "No such pipeline, or the pipeline has no step of that order."
+
+
+class StepChangeSerializer(RejectsUnknownFields, serializers.Serializer):
+    """The fields to change; those left out stay as they are."""
+
+    body_name = "a step change"
+    name = serializers.CharField(max_length=NAME_LENGTH, allow_blank=True, required=False)
+    params = serializers.DictField(
+        required=False,
+        help_text="Replaces the step's params as a whole; GET /api/v1/step-types/{slug}/ "
+        "gives their JSON Schema.",
+    )
+    enabled = serializers.BooleanField(
+        required=False, help_text="A disabled step is skipped by runs."
+    )
+    hints = {
+        "order": "Move steps with POST /api/v1/pipelines/{reference}/steps/reorder/.",
+        "type": "A step's type cannot change: delete the step and add one.",
+    }
+
+
+class NewStepSerializer(RejectsUnknownFields, serializers.Serializer):
+    """A step to add."""
+
+    body_name = "a new step"
+    type = serializers.CharField(help_text="A step type's slug, from GET /api/v1/step-types/.")
+    name = serializers.CharField(max_length=NAME_LENGTH, allow_blank=True, default="")
+    params = serializers.DictField(
+        default=dict, help_text="The step type's params (its JSON Schema: /api/v1/step-types/)."
+    )
+    enabled = serializers.BooleanField(default=True)
+    order = serializers.IntegerField(
+        min_value=1,
+        required=False,
+        help_text="Where to insert it (the steps from there move down one); default: last.",
+    )
+
+
+class ReorderSerializer(RejectsUnknownFields, serializers.Serializer):
+    """The steps' new sequence."""
+
+    body_name = "a reorder"
+    order = serializers.ListField(
+        child=serializers.IntegerField(),
+        help_text="Every step's current order once, in the new sequence: [2, 1, 3] swaps "
+        "the first two steps.",
+    )
+
+
+# Reading needs a login; any edit of a step is a change of its pipeline. (A comment: a
+# docstring would describe every operation in the schema.)
+class StepsView(ApiViewMixin, APIView):
+    serializer_class = StepSerializer  # what the schema shows unless an operation says
+
+    def get_permissions(self):
+        if self.request.method in SAFE_METHODS:
+            return [IsAuthenticated()]
+        return [IsAuthenticated(), requires(CHANGE)()]
+
+    def pipeline(self) -> Pipeline:
+        return pipeline_or_404(self.kwargs["reference"])
+
+    def parsed(self, serializer_class: type[serializers.Serializer]) -> dict:
+        given = serializer_class(data=self.request.data)
+        given.is_valid(raise_exception=True)
+        return given.validated_data
+
+
+@contextmanager
+def answering() -> Iterator[None]:
+    """An edit's refusals as the API's answers: 400 per step and field, or 404."""
+    try:
+        yield
+    except PipelineInvalid as exc:
+        raise InvalidPipeline(exc) from None
+    except PipelineStep.DoesNotExist as exc:
+        raise NotFound(str(exc)) from None
+
+
+class StepListView(StepsView):
+    @extend_schema(
+        parameters=[REFERENCE],
+        responses={200: StepSerializer(many=True)},
+        description="The pipeline's steps, in order.",
+    )
+    def get(self, request, reference):
+        steps = self.pipeline().steps.all()
+        return Response(StepSerializer(steps, many=True).data)
+
+    @extend_schema(
+        parameters=[REFERENCE, LOCATION],
+        request=NewStepSerializer,
+        responses={
+            201: OpenApiResponse(StepSerializer, "Added; the answer is the new step."),
+            400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
+            403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
+        },
+    )
+    def post(self, request, reference):
+        """Add a step, after the last or at a given order."""
+        pipeline, fields = self.pipeline(), self.parsed(NewStepSerializer)
+        at = fields.pop("order", None)
+        with answering():
+            step = step_edits.add_step(pipeline, fields, at=at, user=request.user)
+        url = reverse(
+            "pipelines-api:pipeline-step",
+            kwargs={"reference": reference, "order": step.order},
+            request=request,
+        )
+        return Response(
+            StepSerializer(step).data, status=status.HTTP_201_CREATED, headers={"Location": url}
+        )
+
+
+class StepDetailView(StepsView):
+    @extend_schema(
+        parameters=[REFERENCE, ORDER],
+        responses={200: StepSerializer, 404: OpenApiResponse(ErrorSerializer, NO_STEP)},
+        description="One step, by its order.",
+    )
+    def get(self, request, reference, order):
+        pipeline = self.pipeline()
+        # Matched here rather than in SQL: any int a URL holds is then a plain miss.
+        step = next((s for s in pipeline.steps.all() if s.order == order), None)
+        if step is None:
+            raise NotFound(f"{pipeline.name} has no step {order}")
+        return Response(StepSerializer(step).data)
+
+    @extend_schema(
+        parameters=[REFERENCE, ORDER],
+        request=StepChangeSerializer,
+        responses={
+            200: OpenApiResponse(StepSerializer, "Changed (or unchanged); the step as saved."),
+            400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
+            403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
+            404: OpenApiResponse(ErrorSerializer, NO_STEP),
+        },
+    )
+    def patch(self, request, reference, order):
+        """Rename the step, change its params, or enable or disable it."""
+        pipeline, changes = self.pipeline(), self.parsed(StepChangeSerializer)
+        with answering():
+            step = step_edits.change_step(pipeline, order, user=request.user, **changes)
+        return Response(StepSerializer(step).data)
+
+    @extend_schema(
+        parameters=[REFERENCE, ORDER],
+        responses={
+            204: OpenApiResponse(description="Deleted; the steps after it moved up one."),
+            400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
+            403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
+            404: OpenApiResponse(ErrorSerializer, NO_STEP),
+        },
+    )
+    def delete(self, request, reference, order):
+        """Delete the step; refused when a later step needs what it produced."""
+        pipeline = self.pipeline()
+        with answering():
+            step_edits.remove_step(pipeline, order, user=request.user)
+        return Response(status=status.HTTP_204_NO_CONTENT)
+
+
+class StepReorderView(StepsView):
+    @extend_schema(
+        parameters=[REFERENCE],
+        request=ReorderSerializer,
+        responses={
+            200: OpenApiResponse(StepSerializer(many=True), "The steps in their new order."),
+            400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
+            403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
+        },
+    )
+    def post(self, request, reference):
+        """Put the steps in a new order, validated as a whole."""
+        pipeline, fields = self.pipeline(), self.parsed(ReorderSerializer)
+        with answering():
+            step_edits.move_steps(pipeline, fields["order"], user=request.user)
+        return Response(StepSerializer(pipeline.steps.all(), many=True).data)
