@@ -1,15 +1,13 @@
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import ValidationError
-from django.http import HttpResponseRedirect
-from django.urls import reverse
 from django.utils.html import format_html, format_html_join
 
+from datasources.admin_guard import GuardedDeleteAdmin
 from datasources.models import Dataset
 from datasources.services import add_dataset, delete_dataset, pipelines_using, preview_dataset
 
 PREVIEW_ROWS = 20
-_REFUSED = "_dataset_delete_refused"
 
 
 class DatasetUploadForm(forms.ModelForm):
@@ -49,7 +47,7 @@ class DatasetUploadForm(forms.ModelForm):
 
 
 @admin.register(Dataset)
-class DatasetAdmin(admin.ModelAdmin):
+class DatasetAdmin(GuardedDeleteAdmin, admin.ModelAdmin):
     list_display = (
         "name",
         "version",
@@ -130,54 +128,11 @@ class DatasetAdmin(admin.ModelAdmin):
 
     # Deleting goes through delete_dataset: refused while a pipeline reads the dataset.
 
-    def delete_model(self, request, obj):
-        try:
-            delete_dataset(obj)
-        except ValidationError as exc:
-            self._refuse(request, exc.messages)
+    def delete_or_refuse(self, dataset):
+        delete_dataset(dataset)
 
-    def delete_queryset(self, request, queryset):
-        datasets = list(queryset)
-        refusals = [message for dataset in datasets for message in self._usage(dataset)]
-        if refusals:
-            # All or nothing, so the action's own count stays true.
-            self._refuse(request, [*refusals, "No dataset was deleted."])
-            return
-        for dataset in datasets:
-            try:
-                delete_dataset(dataset)
-            except ValidationError as exc:  # a pipeline started using it meanwhile
-                self._refuse(request, exc.messages)
-
-    def log_deletions(self, request, queryset):
-        objects = list(queryset)
-        if any(pipelines_using(dataset) for dataset in objects):
-            return []  # the deletion will be refused: nothing to log
-        return super().log_deletions(request, objects)
-
-    def message_user(self, request, message, level=messages.INFO, *args, **kwargs):
-        if getattr(request, _REFUSED, False) and level == messages.SUCCESS:
-            return  # no "deleted successfully" after a refusal
-        super().message_user(request, message, level, *args, **kwargs)
-
-    def response_delete(self, request, obj_display, obj_id):
-        if getattr(request, _REFUSED, False):
-            return HttpResponseRedirect(reverse("admin:datasources_dataset_change", args=[obj_id]))
-        return super().response_delete(request, obj_display, obj_id)
-
-    @staticmethod
-    def _usage(dataset):
-        users = pipelines_using(dataset)
-        if not users:
-            return []
-        listed = ", ".join(repr(name) for name in users)
-        return [f"Dataset {dataset} is used by pipeline(s) {listed}: it was not deleted."]
-
-    @staticmethod
-    def _refuse(request, errors):
-        setattr(request, _REFUSED, True)
-        for error in errors:
-            messages.error(request, error)
+    def used_by(self, dataset):
+        return pipelines_using(dataset)
 
 
 from datasources import admin_sources  # noqa: E402,F401  (registers DataSourceAdmin)

@@ -1,8 +1,9 @@
 from django import forms
 from django.contrib import admin, messages
 
+from datasources.admin_guard import GuardedDeleteAdmin
 from datasources.models import DataSource
-from datasources.sources import check_source
+from datasources.sources import check_source, delete_source, pipelines_using_source
 
 
 class DataSourceForm(forms.ModelForm):
@@ -29,7 +30,7 @@ class DataSourceForm(forms.ModelForm):
 
 
 @admin.register(DataSource)
-class DataSourceAdmin(admin.ModelAdmin):
+class DataSourceAdmin(GuardedDeleteAdmin, admin.ModelAdmin):
     form = DataSourceForm
     list_display = (
         "name",
@@ -44,6 +45,14 @@ class DataSourceAdmin(admin.ModelAdmin):
     list_filter = ("kind", "allow_writes")
     search_fields = ("name", "host", "database")
     actions = ["test_connections"]
+
+    # Deleting goes through delete_source: refused while a pipeline's step names the source.
+
+    def delete_or_refuse(self, source):
+        delete_source(source)
+
+    def used_by(self, source):
+        return pipelines_using_source(source)
 
     @admin.display(boolean=True, description="Secret set")
     def has_secret(self, source):

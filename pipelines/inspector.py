@@ -397,14 +397,15 @@ class DataPage:
     descending: bool
     conditions: list[dict]
     notes: list[str]
+    page_size: int = PAGE_SIZE
 
     @property
     def first(self) -> int:
-        return (self.page - 1) * PAGE_SIZE + 1 if self.total else 0
+        return (self.page - 1) * self.page_size + 1 if self.total else 0
 
     @property
     def last(self) -> int:
-        return min(self.page * PAGE_SIZE, self.total)
+        return min(self.page * self.page_size, self.total)
 
     @property
     def filters(self) -> list[str]:
@@ -420,8 +421,9 @@ def data_page(
     descending: bool = False,
     conditions=(),
     output: StepOutput | None = None,
+    page_size: int = PAGE_SIZE,
 ) -> DataPage:
-    """A page of PAGE_SIZE rows of a frame of the step's output, sorted by a column and
+    """A page of `page_size` rows of a frame of the step's output, sorted by a column and
     filtered by `filter_rows` conditions (dicts or texts like "amount>10"). Input that
     cannot be used (an unknown column, a malformed filter, a page past the end) is left
     out or corrected, with a note saying so."""
@@ -436,9 +438,9 @@ def data_page(
         all_rows = parquet.metadata.num_rows
         positions = _positions(parquet, sort, descending, valid, notes)
         total = all_rows if positions is None else len(positions)
-        pages = max(1, math.ceil(total / PAGE_SIZE))
+        pages = max(1, math.ceil(total / page_size))
         page = _checked_page(page, pages, notes)
-        start, stop = (page - 1) * PAGE_SIZE, min(page * PAGE_SIZE, total)
+        start, stop = (page - 1) * page_size, min(page * page_size, total)
         wanted = np.arange(start, stop) if positions is None else positions[start:stop]
         table = _take(parquet, wanted)
     columns = table.column_names
@@ -446,7 +448,7 @@ def data_page(
     rows = [(int(p) + 1, [col[i] for col in cells]) for i, p in enumerate(wanted)]
     return DataPage(
         frame.name, columns, kinds, rows, page, pages, total, all_rows, sort, descending,
-        valid, notes,
+        valid, notes, page_size,
     )  # fmt: skip
 
 

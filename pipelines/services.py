@@ -3,6 +3,7 @@
 Each action is one function here; running pipelines lives in `pipelines.runs`.
 """
 
+import hashlib
 import json
 import logging
 from dataclasses import dataclass
@@ -34,10 +35,45 @@ RUN_SETTINGS = (
 # What `create_pipeline` and `update_pipeline` accept as `settings`.
 SETTINGS = ("description", *RUN_SETTINGS)
 NAME_LENGTH = Pipeline._meta.get_field("name").max_length
+# The API's actions on the whole collection (/api/v1/pipelines/validate/, .../import/): a
+# pipeline with one of these names could be addressed there only by its id.
+RESERVED_NAMES = {"validate", "import"}
 
 
 class PipelineInUse(Exception):
     """Raised when a pipeline cannot be deleted because one of its runs is active."""
+
+
+class PipelineChanged(Exception):
+    """Raised when an edit expected another version of the definition than the current one."""
+
+    def __init__(self, pipeline: Pipeline):
+        number = pipeline.versions.values_list("number", flat=True).first()
+        now = f": it is at version {number} now" if number else ""
+        super().__init__(
+            f"{pipeline.name} changed since it was read{now}. Read it again and redo the change."
+        )
+
+
+def definition_version(pipeline: Pipeline) -> str:
+    """A digest of the pipeline's definition as `export_pipeline` writes it.
+
+    A digest rather than the latest PipelineVersion number: a pipeline may have no version
+    yet, and the admin's step inlines, fixtures or a shell can change a definition without
+    recording one, while the digest changes with whatever changed the definition.
+    """
+    definition = json.dumps(export_pipeline(pipeline), sort_keys=True, default=str)
+    return hashlib.blake2b(definition.encode(), digest_size=12).hexdigest()
+
+
+def ensure_version(locked: Pipeline, expected: str | None) -> None:
+    """Raise PipelineChanged unless the definition is at version `expected` (None: any).
+
+    Called holding the pipeline's row lock, so no other edit lands between this check and
+    the edit it guards.
+    """
+    if expected is not None and definition_version(locked) != expected:
+        raise PipelineChanged(locked)
 
 
 def create_pipeline(
@@ -76,15 +112,19 @@ def update_pipeline(
     steps=None,
     settings: dict | None = None,
     user=None,
+    expected_version: str | None = None,
 ):
     """Rename, replace the steps (renumbered 1..n in their order) and/or change run settings.
 
-    Records a version when something changed; an invalid change saves nothing.
+    Records a version when something changed; an invalid change, or one expecting another
+    `definition_version` than the current one, saves nothing. The pipeline returned has
+    `saved_version`: the version this change saved, read before any other edit could land.
     """
     numbered = None if steps is None else _numbered_steps(steps)
     try:
         with transaction.atomic():
             locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+            ensure_version(locked, expected_version)
             before = export_pipeline(locked)
             if name is not None:
                 locked.name = str(name).strip()
@@ -94,10 +134,11 @@ def update_pipeline(
                 locked.steps.all().delete()
                 _save_steps(locked, numbered)
             record_version(locked, user, before=before)
+            pipeline.refresh_from_db()
+            pipeline.saved_version = definition_version(pipeline)
     except IntegrityError:
         # Another request took the new name between the check and the update.
         raise PipelineInvalid([_name_taken(locked.name)]) from None
-    pipeline.refresh_from_db()
     return pipeline
 
 
@@ -146,13 +187,15 @@ def copy_name(name: str) -> str:
         number += 1
 
 
-def delete_pipeline(pipeline: Pipeline, user=None) -> None:
+def delete_pipeline(pipeline: Pipeline, user=None, *, expected_version: str | None = None) -> None:
     """Delete a pipeline with its steps, runs, schedules, history and cached step files.
 
-    Refused while a run is queued or running: its worker would lose the rows it writes.
+    Refused while a run is queued or running: its worker would lose the rows it writes;
+    and when `expected_version` is given and the definition is at another version.
     """
     with transaction.atomic():
         locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+        ensure_version(locked, expected_version)
         active = locked.runs.active().order_by("created_at", "pk").first()
         if active is not None:
             raise PipelineInUse(
@@ -336,6 +379,10 @@ def _name_errors(pipeline: Pipeline) -> list[StepError]:
         pipeline.clean_fields(exclude=[f.name for f in Pipeline._meta.fields if f.name != "name"])
     except ValidationError as exc:
         return [StepError(None, "name", " ".join(exc.message_dict["name"]))]
+    if pipeline.name in RESERVED_NAMES:
+        return [
+            StepError(None, "name", f"{pipeline.name!r} is reserved by the API; choose another")
+        ]
     if Pipeline.objects.filter(name=pipeline.name).exclude(pk=pipeline.pk).exists():
         return [_name_taken(pipeline.name)]
     return []

@@ -7,7 +7,10 @@ declaration, and the steps after a disabled or removed one must still find what 
 Orders are renumbered 1..n after every edit.
 
 The pipeline's row is locked from reading its steps to saving them, so two edits made at
-once cannot lose one another.
+once cannot lose one another. Given an `expected_version` (`services.definition_version`
+of the pipeline as the caller read it), an edit is refused with `services.PipelineChanged`
+when the definition changed since, checked under that lock; the edited pipeline's
+`saved_version` is then the version the edit saved.
 """
 
 from collections import Counter
@@ -21,10 +24,17 @@ from pipelines.models import Pipeline, PipelineStep
 from pipelines.validation import PipelineInvalid, StepError
 
 
-def add_step(pipeline: Pipeline, step: dict, *, at: int | None = None, user=None) -> PipelineStep:
+def add_step(
+    pipeline: Pipeline,
+    step: dict,
+    *,
+    at: int | None = None,
+    user=None,
+    expected_version: str | None = None,
+) -> PipelineStep:
     """Insert `step` ({type, name, params, enabled}) at order `at`, or after the last step;
     the steps from `at` on move down one."""
-    with _editing(pipeline, user) as steps:
+    with _editing(pipeline, user, expected_version) as steps:
         at = len(steps) + 1 if at is None else at
         if not 1 <= at <= len(steps) + 1:
             raise PipelineInvalid([StepError(None, "order", _range_message(len(steps) + 1))])
@@ -40,39 +50,47 @@ def change_step(
     params: dict | None = None,
     enabled: bool | None = None,
     user=None,
+    expected_version: str | None = None,
 ) -> PipelineStep:
     """Rename, re-parameterize, enable or disable step `order`; None leaves a field as it is.
 
     `params` replaces the step's params as a whole.
     """
     changes = {"name": name, "params": params, "enabled": enabled}
-    with _editing(pipeline, user) as steps:
+    with _editing(pipeline, user, expected_version) as steps:
         index = _index(pipeline, steps, order)
         steps[index].update({key: value for key, value in changes.items() if value is not None})
     return pipeline.steps.get(order=order)
 
 
-def move_steps(pipeline: Pipeline, orders: list[int], *, user=None) -> None:
+def move_steps(
+    pipeline: Pipeline, orders: list[int], *, user=None, expected_version: str | None = None
+) -> None:
     """Put the steps in a new sequence: `orders` lists every current order once, the step
     to come first first ([2, 1, 3] swaps the first two)."""
-    with _editing(pipeline, user) as steps:
+    with _editing(pipeline, user, expected_version) as steps:
         problem = _permutation_problem(orders, len(steps))
         if problem:
             raise PipelineInvalid([StepError(None, "order", problem)])
         steps[:] = [steps[order - 1] for order in orders]
 
 
-def remove_step(pipeline: Pipeline, order: int, *, user=None) -> None:
+def remove_step(
+    pipeline: Pipeline, order: int, *, user=None, expected_version: str | None = None
+) -> None:
     """Delete step `order`; the steps after it move up one."""
-    with _editing(pipeline, user) as steps:
+    with _editing(pipeline, user, expected_version) as steps:
         del steps[_index(pipeline, steps, order)]
 
 
 @contextmanager
-def _editing(pipeline: Pipeline, user) -> Iterator[list[dict]]:
+def _editing(pipeline: Pipeline, user, expected_version: str | None) -> Iterator[list[dict]]:
     """The pipeline's step definitions, in order, to edit in place; saved on exit."""
     with transaction.atomic():
-        Pipeline.objects.select_for_update().filter(pk=pipeline.pk).exists()
+        locked = Pipeline.objects.select_for_update().get(pk=pipeline.pk)
+        # Before the edit's own checks: an order read from a stale version may name
+        # another step now, so the client needs to read again rather than a 404 or 400.
+        services.ensure_version(locked, expected_version)
         steps = [step.definition() for step in PipelineStep.objects.filter(pipeline=pipeline)]
         yield steps
         numbered = [{**step, "order": number} for number, step in enumerate(steps, start=1)]

@@ -2,6 +2,7 @@ from unittest import mock
 
 import pytest
 from django.contrib import admin
+from django.contrib.admin.models import DELETION, LogEntry
 from django.contrib.auth.models import Permission
 from django.core.files.uploadedfile import SimpleUploadedFile
 from django.urls import reverse
@@ -132,3 +133,78 @@ def test_testing_a_source_takes_the_change_permission(client, django_user_model,
     )
     content = response.content.decode()
     assert "local-mariadb" in content and "Local-mariadb" not in content
+
+
+# Deleting sources
+
+
+@pytest.fixture
+def nightly(make_pipeline, source):
+    step = {"type": "sql", "params": {"datasource": source.name, "query": "SELECT 1"}}
+    return make_pipeline([step], name="nightly")
+
+
+@pytest.fixture
+def spare(db):
+    return save_source({"name": "spare", "kind": "mysql", "host": "127.0.0.1"}, "pw")
+
+
+def delete_one(client, source):
+    url = reverse("admin:datasources_datasource_delete", args=[source.pk])
+    assert "Are you sure" in client.get(url).content.decode()
+    return client.post(url, {"post": "yes"}, follow=True)
+
+
+def delete_selected(client, *sources):
+    url = reverse("admin:datasources_datasource_changelist")
+    selected = {"action": "delete_selected", "_selected_action": [s.pk for s in sources]}
+    assert "Are you sure" in client.post(url, selected).content.decode()
+    return client.post(url, {**selected, "post": "yes"}, follow=True)
+
+
+def shown(response):
+    return [(str(message), message.level_tag) for message in response.context["messages"]]
+
+
+def test_admin_refuses_to_delete_a_source_a_pipeline_uses(admin_client, source, nightly):
+    response = delete_one(admin_client, source)
+
+    assert response.redirect_chain == [
+        (reverse("admin:datasources_datasource_change", args=[source.pk]), 302)
+    ]
+    assert shown(response) == [
+        (
+            "Data source local-mariadb is used by pipeline 'nightly': change their steps "
+            "before deleting it.",
+            "error",
+        )
+    ]
+    assert DataSource.objects.filter(pk=source.pk).exists()
+    assert not LogEntry.objects.exists()
+
+
+def test_admin_bulk_delete_of_sources_is_refused_whole_if_one_is_used(
+    admin_client, source, spare, nightly
+):
+    response = delete_selected(admin_client, source, spare)
+
+    assert shown(response) == [
+        (
+            "Data source local-mariadb is used by pipeline(s) 'nightly': it was not deleted.",
+            "error",
+        ),
+        ("No data source was deleted.", "error"),
+    ]
+    assert DataSource.objects.count() == 2
+    assert not LogEntry.objects.exists()
+
+
+@pytest.mark.parametrize("delete", [delete_one, delete_selected])
+def test_admin_deletes_a_source_no_pipeline_uses(admin_client, source, spare, nightly, delete):
+    response = delete(admin_client, spare)
+
+    assert response.redirect_chain == [(reverse("admin:datasources_datasource_changelist"), 302)]
+    assert [level for _, level in shown(response)] == ["success"]
+    assert list(DataSource.objects.all()) == [source]
+    entry = LogEntry.objects.get()
+    assert (entry.object_repr, entry.action_flag) == ("spare", DELETION)

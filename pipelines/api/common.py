@@ -1,11 +1,14 @@
 """Parameters and answers several API resources share."""
 
+import re
+
 from drf_spectacular.types import OpenApiTypes
-from drf_spectacular.utils import OpenApiParameter
+from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 
+from pipelines.api.errors import ErrorSerializer
 from pipelines.api.serializers import RunSerializer
 from pipelines.models import Pipeline, PipelineRun
 
@@ -30,6 +33,55 @@ RUN_LOCATION = OpenApiParameter(
     response=[200, 202],
     description="The run's URL, to follow it.",
 )
+
+IF_MATCH = OpenApiParameter(
+    "If-Match",
+    OpenApiTypes.STR,
+    OpenApiParameter.HEADER,
+    description=(
+        "The pipeline's ETag as last read (GET of the pipeline or of its steps): the change "
+        "is made only if the pipeline is still at that version, else 412 and nothing "
+        "changes. `*` or no header: whatever its version. Anything but one ETag or `*` is "
+        "a 400."
+    ),
+)
+PRECONDITION_FAILED = OpenApiResponse(
+    ErrorSerializer,
+    "`precondition_failed`: the pipeline changed since the version If-Match names; "
+    "nothing changed. Read it again (for its new ETag) and redo the change.",
+)
+# One entity-tag, its W/ prefix allowed: proxies compressing an answer (nginx's gzip)
+# weaken its ETag, and the version it names is the same.
+ENTITY_TAG = re.compile(r'(?:W/)?"([^"]*)"')
+
+
+def pipeline_etag(*codes: int) -> OpenApiParameter:
+    """The ETag response header of the answers with these status codes."""
+    return OpenApiParameter(
+        "ETag",
+        OpenApiTypes.STR,
+        OpenApiParameter.HEADER,
+        response=list(codes),
+        description="The version of the pipeline's definition: send it as If-Match with "
+        "the next change.",
+    )
+
+
+def etag(version: str) -> dict[str, str]:
+    """The headers naming a `services.definition_version`."""
+    return {"ETag": f'"{version}"'}
+
+
+def expected_version(request) -> str | None:
+    """The definition version the request's If-Match names; None without one or with `*`."""
+    header = request.headers.get("If-Match", "").strip()
+    if header in ("", "*"):
+        return None
+    tag = ENTITY_TAG.fullmatch(header)
+    if tag is None:
+        message = "Must be one ETag, quotes included, as a GET of the pipeline answered it; or *."
+        raise ValidationError({"If-Match": [message]})
+    return tag[1]
 
 
 def pipeline_or_404(reference: str, queryset=None) -> Pipeline:

@@ -4,9 +4,10 @@
 
 `code` is machine-readable (DRF's codes: `invalid`, `parse_error`, `not_authenticated`,
 `authentication_failed`, `permission_denied`, `not_found`, `method_not_allowed`,
-`unsupported_media_type`, `throttled`; and `conflict`, `pipeline_invalid`); `message` is
-for a person. `errors` lists each rejected field (`field` is null for an error of the
-whole request) and, for a pipeline definition, the order of the step it is in (`step`).
+`unsupported_media_type`, `throttled`; and `conflict`, `pipeline_invalid`,
+`precondition_failed`); `message` is for a person. `errors` lists each rejected field
+(`field` is null for an error of the whole request) and, for a pipeline definition, the
+order of the step it is in (`step`).
 """
 
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
@@ -21,6 +22,14 @@ from pipelines.validation import PipelineInvalid
 class Conflict(exceptions.APIException):
     status_code = status.HTTP_409_CONFLICT
     default_code = "conflict"
+
+
+class PreconditionFailed(exceptions.APIException):
+    """A 412: the If-Match sent names another version of the pipeline than its current one."""
+
+    status_code = status.HTTP_412_PRECONDITION_FAILED
+    default_code = "precondition_failed"
+    default_detail = "The pipeline changed since it was read."
 
 
 class ItemErrors(exceptions.APIException):

@@ -31,6 +31,8 @@ NO_OUTPUT = "No such pipeline or enabled step, or the step has not been run sinc
 COLUMN_KINDS = ["number", "bool", "date", "category", "text"]
 # What a key's record holds for the server only: its files' names and checksums.
 PRIVATE_ENTRY_FIELDS = {"kind", "file", "sha256", "rows", "columns"}
+# Cells are rendered as text one by one: a bound keeps a page's answer quick and small.
+MAX_PAGE_SIZE = 1000
 
 
 # -- What the answers hold --------------------------------------------------------------------
@@ -165,6 +167,12 @@ class RowsQuerySerializer(serializers.Serializer):
         required=False, allow_blank=True, help_text="The frame to page; default: the first."
     )
     page = serializers.IntegerField(min_value=1, default=1)
+    page_size = serializers.IntegerField(
+        min_value=1,
+        max_value=MAX_PAGE_SIZE,
+        default=PAGE_SIZE,
+        help_text=f"Rows per page; the inspector page shows {PAGE_SIZE}.",
+    )
     sort = serializers.CharField(required=False, allow_blank=True, help_text="A column.")
     desc = serializers.BooleanField(default=False, help_text="Sort in descending order.")
     filter = serializers.ListField(
@@ -235,7 +243,8 @@ class StepRowsView(ApiViewMixin, APIView):
                 ErrorSerializer,
                 "A rejected query parameter: `key` (no such key, or not a frame), `sort` "
                 "(no such column), `filter` (not understood, no such column, a value not "
-                "of the column's type, or a comparison the column cannot make), `page`.",
+                "of the column's type, or a comparison the column cannot make), `page`, "
+                f"`page_size` (from 1 to {MAX_PAGE_SIZE}).",
             ),
             404: OpenApiResponse(
                 ErrorSerializer,
@@ -243,8 +252,8 @@ class StepRowsView(ApiViewMixin, APIView):
                 "frame, or has no such page.",
             ),
         },
-        description=f"A page of {PAGE_SIZE} rows of a frame of the step's output, sorted by "
-        "a column and filtered, as the step inspector pages them.",
+        description=f"A page of rows (`page_size`, {PAGE_SIZE} by default) of a frame of the step's "
+        "output, sorted by a column and filtered, as the step inspector pages them.",
     )
     def get(self, request, reference, order):
         pipeline = pipeline_or_404(reference)
@@ -322,6 +331,7 @@ def _data_page(pipeline, order: int, frame: str, asked: dict, output: StepOutput
             asked["desc"],
             asked["filter"],
             output=output,
+            page_size=asked["page_size"],
         )
     except InspectError as exc:  # the frame's columnar copy is missing or refused
         raise NotFound(_sentence(exc)) from None
@@ -379,7 +389,7 @@ def _page_answer(page) -> dict:
         "rows": [{"number": number, "cells": cells} for number, cells in page.rows],
         "page": page.page,
         "pages": page.pages,
-        "page_size": PAGE_SIZE,
+        "page_size": page.page_size,
         "total": page.total,
         "all_rows": page.all_rows,
         "sort": page.sort,

@@ -27,13 +27,18 @@ from rest_framework.settings import api_settings
 from pipelines import services
 from pipelines.api.common import (
     IDEMPOTENCY_KEY,
+    IF_MATCH,
+    PRECONDITION_FAILED,
     REFERENCE,
     RUN_LOCATION,
+    etag,
+    expected_version,
     idempotency_key,
+    pipeline_etag,
     pipeline_or_404,
     triggered,
 )
-from pipelines.api.errors import Conflict, ErrorSerializer, InvalidPipeline
+from pipelines.api.errors import Conflict, ErrorSerializer, InvalidPipeline, PreconditionFailed
 from pipelines.api.filters import PipelineFilter
 from pipelines.api.pagination import PagePagination
 from pipelines.api.permissions import ModelPermissions, requires
@@ -84,13 +89,15 @@ ONE_ACTION = {"filter_backends": [], "pagination_class": None}
 
 @contextmanager
 def refusals_as_api_errors():
-    """The services' refusals as the API's answers: 400 naming each error, or 409."""
+    """The services' refusals as the API's answers: 400 naming each error, 409, or 412."""
     try:
         yield
     except PipelineInvalid as exc:
         raise InvalidPipeline(exc) from None
     except (PipelineBusy, services.PipelineInUse) as exc:
         raise Conflict(str(exc)) from None
+    except services.PipelineChanged as exc:
+        raise PreconditionFailed(str(exc)) from None
 
 
 def parsed(serializer_class, data, **kwargs) -> dict:
@@ -100,9 +107,21 @@ def parsed(serializer_class, data, **kwargs) -> dict:
     return dict(serializer.validated_data)
 
 
+# /pipelines/validate/ and /pipelines/import/ are the collection's actions, POST only; no
+# pipeline may take those names (services.RESERVED_NAMES).
+ACTION_PATH = OpenApiResponse(
+    ErrorSerializer,
+    "`method_not_allowed`: `reference` is `validate` or `import`, the "
+    "collection's actions, which only take POST.",
+)
+
+
 @extend_schema_view(
     list=extend_schema(description="Pipelines by name, with their latest run's status."),
-    retrieve=extend_schema(parameters=[REFERENCE]),
+    retrieve=extend_schema(
+        parameters=[REFERENCE, pipeline_etag(200)],
+        responses={200: PipelineDetailSerializer, 405: ACTION_PATH},
+    ),
     create=extend_schema(
         description="A new pipeline owned by you, its steps validated as a whole. A "
         "setting left out takes its default. Recorded as the pipeline's version 1.",
@@ -115,24 +134,37 @@ def parsed(serializer_class, data, **kwargs) -> dict:
         "left out takes its default) and the steps. Recorded as a new version when "
         "something changed; an invalid definition changes nothing. A new name also "
         "changes the default MLflow experiment (pipeline/<name>).",
-        parameters=[REFERENCE],
+        parameters=[REFERENCE, IF_MATCH, pipeline_etag(200)],
         request=PipelineWriteSerializer,
-        responses={200: PipelineDetailSerializer, 400: INVALID_DEFINITION},
+        responses={
+            200: PipelineDetailSerializer,
+            400: INVALID_DEFINITION,
+            405: ACTION_PATH,
+            412: PRECONDITION_FAILED,
+        },
     ),
     partial_update=extend_schema(
         description="Change only the fields given: name, description, run settings; "
         "`steps`, when given, replaces the whole list.",
-        parameters=[REFERENCE],
+        parameters=[REFERENCE, IF_MATCH, pipeline_etag(200)],
         request=PipelineWriteSerializer,
-        responses={200: PipelineDetailSerializer, 400: INVALID_DEFINITION},
+        responses={
+            200: PipelineDetailSerializer,
+            400: INVALID_DEFINITION,
+            405: ACTION_PATH,
+            412: PRECONDITION_FAILED,
+        },
     ),
     destroy=extend_schema(
         description="Delete the pipeline with its steps, runs, schedules, history and "
         "cached step files.",
-        parameters=[REFERENCE],
+        parameters=[REFERENCE, IF_MATCH],
         responses={
             204: OpenApiResponse(None, "Deleted."),
+            400: OpenApiResponse(ErrorSerializer, "`invalid`: If-Match is not one ETag or *."),
+            405: ACTION_PATH,
             409: OpenApiResponse(ErrorSerializer, "Refused: a run is queued or running."),
+            412: PRECONDITION_FAILED,
         },
     ),
 )
@@ -165,13 +197,24 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
         self.check_object_permissions(self.request, pipeline)
         return pipeline
 
-    def shown(self, pipeline: Pipeline, code: int = status.HTTP_200_OK) -> Response:
+    def shown(
+        self, pipeline: Pipeline, code: int = status.HTTP_200_OK, headers: dict | None = None
+    ) -> Response:
         """The pipeline's detail as saved; a new one's URL in Location."""
         saved = self.get_queryset().get(pk=pipeline.pk)
         data = PipelineDetailSerializer(saved, context=self.get_serializer_context()).data
-        # The url is DRF's Hyperlink, a str subclass; WSGI servers accept only str itself.
-        headers = {"Location": str(data["url"])} if code == status.HTTP_201_CREATED else {}
+        headers = dict(headers or {})
+        if code == status.HTTP_201_CREATED:
+            # The url is DRF's Hyperlink, a str subclass; WSGI servers accept only str itself.
+            headers["Location"] = str(data["url"])
         return Response(data, status=code, headers=headers)
+
+    def retrieve(self, request, *args, **kwargs):
+        # Body and ETag from the one instance read, so the ETag never names a newer
+        # definition than the body shows.
+        pipeline = self.get_object()
+        data = self.get_serializer(pipeline).data
+        return Response(data, headers=etag(services.definition_version(pipeline)))
 
     def create(self, request, *args, **kwargs):
         definition = parsed(PipelineWriteSerializer, request.data)
@@ -186,15 +229,23 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
         pipeline = self.get_object()
         changes = parsed(PipelineWriteSerializer, request.data, partial=partial)
         name, steps = changes.pop("name", None), changes.pop("steps", None)
+        expected = expected_version(request)
         with refusals_as_api_errors():
             services.update_pipeline(
-                pipeline, name=name, steps=steps, settings=changes, user=request.user
+                pipeline,
+                name=name,
+                steps=steps,
+                settings=changes,
+                user=request.user,
+                expected_version=expected,
             )
-        return self.shown(pipeline)
+        # The version the update saved, not one read now: another edit may have landed since.
+        return self.shown(pipeline, headers=etag(pipeline.saved_version))
 
     def destroy(self, request, *args, **kwargs):
+        pipeline, expected = self.get_object(), expected_version(request)
         with refusals_as_api_errors():
-            services.delete_pipeline(self.get_object(), request.user)
+            services.delete_pipeline(pipeline, request.user, expected_version=expected)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(

@@ -4,7 +4,8 @@ A step is addressed by its `order` (1..n). Each edit is a function of
 `pipelines.step_edits`, saved through `services.update_pipeline` as the editor saves:
 validated as a whole, recorded as a version, and nothing saved when invalid. The orders
 are renumbered 1..n after every edit, so an order read before an edit may name another
-step after it.
+step after it: every read answers the pipeline's ETag, and an edit sent with it as
+If-Match is refused (412) when another edit came first.
 """
 
 from collections.abc import Iterator
@@ -18,9 +19,17 @@ from rest_framework.response import Response
 from rest_framework.reverse import reverse
 from rest_framework.views import APIView
 
-from pipelines import step_edits
-from pipelines.api.common import REFERENCE, pipeline_or_404
-from pipelines.api.errors import ErrorSerializer, InvalidPipeline
+from pipelines import services, step_edits
+from pipelines.api.common import (
+    IF_MATCH,
+    PRECONDITION_FAILED,
+    REFERENCE,
+    etag,
+    expected_version,
+    pipeline_etag,
+    pipeline_or_404,
+)
+from pipelines.api.errors import ErrorSerializer, InvalidPipeline, PreconditionFailed
 from pipelines.api.permissions import requires
 from pipelines.api.schema import ApiViewMixin
 from pipelines.api.serializers import RejectsUnknownFields, StepSerializer
@@ -105,6 +114,14 @@ class StepsView(ApiViewMixin, APIView):
     def pipeline(self) -> Pipeline:
         return pipeline_or_404(self.kwargs["reference"])
 
+    def read(self) -> tuple[Pipeline, dict[str, str]]:
+        """The pipeline with its steps, and the ETag of the definition as read: the body
+        and the ETag come from the one read, so the ETag never names a newer version."""
+        pipeline = pipeline_or_404(
+            self.kwargs["reference"], Pipeline.objects.prefetch_related("steps")
+        )
+        return pipeline, etag(services.definition_version(pipeline))
+
     def parsed(self, serializer_class: type[serializers.Serializer]) -> dict:
         given = serializer_class(data=self.request.data)
         given.is_valid(raise_exception=True)
@@ -113,111 +130,125 @@ class StepsView(ApiViewMixin, APIView):
 
 @contextmanager
 def answering() -> Iterator[None]:
-    """An edit's refusals as the API's answers: 400 per step and field, or 404."""
+    """An edit's refusals as the API's answers: 400 per step and field, 404, or 412."""
     try:
         yield
     except PipelineInvalid as exc:
         raise InvalidPipeline(exc) from None
     except PipelineStep.DoesNotExist as exc:
         raise NotFound(str(exc)) from None
+    except services.PipelineChanged as exc:
+        raise PreconditionFailed(str(exc)) from None
 
 
 class StepListView(StepsView):
     @extend_schema(
-        parameters=[REFERENCE],
+        parameters=[REFERENCE, pipeline_etag(200)],
         responses={200: StepSerializer(many=True)},
         description="The pipeline's steps, in order.",
     )
     def get(self, request, reference):
-        steps = self.pipeline().steps.all()
-        return Response(StepSerializer(steps, many=True).data)
+        pipeline, headers = self.read()
+        return Response(StepSerializer(pipeline.steps.all(), many=True).data, headers=headers)
 
     @extend_schema(
-        parameters=[REFERENCE, LOCATION],
+        parameters=[REFERENCE, IF_MATCH, LOCATION, pipeline_etag(201)],
         request=NewStepSerializer,
         responses={
             201: OpenApiResponse(StepSerializer, "Added; the answer is the new step."),
             400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
             403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
+            412: PRECONDITION_FAILED,
         },
     )
     def post(self, request, reference):
         """Add a step, after the last or at a given order."""
         pipeline, fields = self.pipeline(), self.parsed(NewStepSerializer)
-        at = fields.pop("order", None)
+        at, expected = fields.pop("order", None), expected_version(request)
         with answering():
-            step = step_edits.add_step(pipeline, fields, at=at, user=request.user)
+            step = step_edits.add_step(
+                pipeline, fields, at=at, user=request.user, expected_version=expected
+            )
         url = reverse(
             "pipelines-api:pipeline-step",
             kwargs={"reference": reference, "order": step.order},
             request=request,
         )
-        return Response(
-            StepSerializer(step).data, status=status.HTTP_201_CREATED, headers={"Location": url}
-        )
+        headers = {"Location": url, **etag(pipeline.saved_version)}
+        return Response(StepSerializer(step).data, status=status.HTTP_201_CREATED, headers=headers)
 
 
 class StepDetailView(StepsView):
     @extend_schema(
-        parameters=[REFERENCE, ORDER],
+        parameters=[REFERENCE, ORDER, pipeline_etag(200)],
         responses={200: StepSerializer, 404: OpenApiResponse(ErrorSerializer, NO_STEP)},
         description="One step, by its order.",
     )
     def get(self, request, reference, order):
-        pipeline = self.pipeline()
+        pipeline, headers = self.read()
         # Matched here rather than in SQL: any int a URL holds is then a plain miss.
         step = next((s for s in pipeline.steps.all() if s.order == order), None)
         if step is None:
             raise NotFound(f"{pipeline.name} has no step {order}")
-        return Response(StepSerializer(step).data)
+        return Response(StepSerializer(step).data, headers=headers)
 
     @extend_schema(
-        parameters=[REFERENCE, ORDER],
+        parameters=[REFERENCE, ORDER, IF_MATCH, pipeline_etag(200)],
         request=StepChangeSerializer,
         responses={
             200: OpenApiResponse(StepSerializer, "Changed (or unchanged); the step as saved."),
             400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
             403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
             404: OpenApiResponse(ErrorSerializer, NO_STEP),
+            412: PRECONDITION_FAILED,
         },
     )
     def patch(self, request, reference, order):
         """Rename the step, change its params, or enable or disable it."""
         pipeline, changes = self.pipeline(), self.parsed(StepChangeSerializer)
+        expected = expected_version(request)
         with answering():
-            step = step_edits.change_step(pipeline, order, user=request.user, **changes)
-        return Response(StepSerializer(step).data)
+            step = step_edits.change_step(
+                pipeline, order, user=request.user, expected_version=expected, **changes
+            )
+        return Response(StepSerializer(step).data, headers=etag(pipeline.saved_version))
 
     @extend_schema(
-        parameters=[REFERENCE, ORDER],
+        parameters=[REFERENCE, ORDER, IF_MATCH, pipeline_etag(204)],
         responses={
             204: OpenApiResponse(description="Deleted; the steps after it moved up one."),
             400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
             403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
             404: OpenApiResponse(ErrorSerializer, NO_STEP),
+            412: PRECONDITION_FAILED,
         },
     )
     def delete(self, request, reference, order):
         """Delete the step; refused when a later step needs what it produced."""
-        pipeline = self.pipeline()
+        pipeline, expected = self.pipeline(), expected_version(request)
         with answering():
-            step_edits.remove_step(pipeline, order, user=request.user)
-        return Response(status=status.HTTP_204_NO_CONTENT)
+            step_edits.remove_step(pipeline, order, user=request.user, expected_version=expected)
+        return Response(status=status.HTTP_204_NO_CONTENT, headers=etag(pipeline.saved_version))
 
 
 class StepReorderView(StepsView):
     @extend_schema(
-        parameters=[REFERENCE],
+        parameters=[REFERENCE, IF_MATCH, pipeline_etag(200)],
         request=ReorderSerializer,
         responses={
             200: OpenApiResponse(StepSerializer(many=True), "The steps in their new order."),
             400: OpenApiResponse(ErrorSerializer, INVALID_EDIT),
             403: OpenApiResponse(ErrorSerializer, f"No permission: this needs {CHANGE}."),
+            412: PRECONDITION_FAILED,
         },
     )
     def post(self, request, reference):
         """Put the steps in a new order, validated as a whole."""
         pipeline, fields = self.pipeline(), self.parsed(ReorderSerializer)
+        expected = expected_version(request)
         with answering():
-            step_edits.move_steps(pipeline, fields["order"], user=request.user)
-        return Response(StepSerializer(pipeline.steps.all(), many=True).data)
+            step_edits.move_steps(
+                pipeline, fields["order"], user=request.user, expected_version=expected
+            )
+        steps = StepSerializer(pipeline.steps.all(), many=True).data
+        return Response(steps, headers=etag(pipeline.saved_version))

@@ -192,6 +192,25 @@ def test_rows_come_a_page_at_a_time_in_their_order(api, numbers):
     assert (first["sort"], first["desc"], first["filter"]) == (None, False, [])
 
 
+def test_rows_come_in_pages_of_the_size_asked(api, numbers):
+    first = rows(api, "?page_size=7").json()
+    last = rows(api, "?page_size=7&page=16").json()
+    past = rows(api, "?page_size=7&page=17")
+
+    assert (first["page"], first["pages"], first["page_size"]) == (1, 16, 7)
+    assert [row["number"] for row in first["rows"]] == [1, 2, 3, 4, 5, 6, 7]
+    assert [row["number"] for row in last["rows"]] == [106, 107, 108]
+    assert last["rows"][-1]["cells"][0] == "120" and last["page_size"] == 7
+    assert past.json() == error("not_found", "There is no page 17: the last page is 16.")
+
+
+def test_the_page_size_is_50_unless_asked_and_at_most_1000(api, numbers):
+    whole = rows(api, "?page_size=1000").json()
+
+    assert rows(api, "?page_size=50").json() == rows(api).json()
+    assert (whole["pages"], whole["page_size"], len(whole["rows"])) == (1, 1000, 108)
+
+
 def test_rows_sorted_and_filtered_as_the_inspector_does(api, numbers):
     body = rows(api, "?sort=n&desc=true&filter=amount>=5&filter=n<100").json()
 
@@ -220,6 +239,9 @@ def test_rows_of_a_key_by_name_and_the_first_frame_by_default(api, classifier_pi
         ("?sort=nope", "sort", "The frame has no column 'nope'."),
         ("?page=0", "page", "Ensure this value is greater than or equal to 1."),
         ("?page=two", "page", "A valid integer is required."),
+        ("?page_size=0", "page_size", "Ensure this value is greater than or equal to 1."),
+        ("?page_size=1001", "page_size", "Ensure this value is less than or equal to 1000."),
+        ("?page_size=x", "page_size", "A valid integer is required."),
         ("?desc=maybe", "desc", "Must be a valid boolean."),
         (
             "?filter=nope>1",
@@ -310,7 +332,7 @@ def test_real_outputs_and_rows_conform_to_the_schema(classifier_pipeline, django
                 page.Case(path_parameters=where, query=query).call_and_validate(
                     headers=headers, checks=CHECKS
                 )
-                for query in ({}, {"page": 2}, sorted_and_filtered)
+                for query in ({}, {"page": 2}, {"page_size": 7}, sorted_and_filtered)
             ),
         ]
-        assert [answer.status_code for answer in answers] == [200, 200, 200, 200]
+        assert [answer.status_code for answer in answers] == [200] * 5

@@ -173,6 +173,24 @@ def test_create_with_a_taken_name_is_400_naming_it(api_as, iris):
     assert Pipeline.objects.count() == 1
 
 
+def test_the_collections_action_names_are_refused_and_their_paths_take_only_post(api_as):
+    api = api_as(ADD)
+
+    response = api.post("/api/v1/pipelines/", {"name": "import", "steps": []}, format="json")
+    read = api.get("/api/v1/pipelines/import/")
+
+    assert response.status_code == 400
+    assert response.json()["errors"] == [
+        {
+            "step": None,
+            "field": "name",
+            "message": "'import' is reserved by the API; choose another",
+        }
+    ]
+    assert (read.status_code, read.json()["code"]) == (405, "method_not_allowed")
+    assert not Pipeline.objects.exists()
+
+
 def test_create_needs_a_login_and_the_add_permission(api_as):
     body = {"name": "iris", "steps": [LOAD]}
 

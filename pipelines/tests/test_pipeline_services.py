@@ -98,7 +98,14 @@ def test_create_refuses_a_name_taken_and_changes_nothing(iris):
 
 
 @pytest.mark.parametrize(
-    "name, message", [("  ", "cannot be blank"), ("x" * 101, "at most 100 characters")]
+    "name, message",
+    [
+        ("  ", "cannot be blank"),
+        ("x" * 101, "at most 100 characters"),
+        # /api/v1/pipelines/import/ is the import action, not this pipeline.
+        ("import", "'import' is reserved by the API; choose another"),
+        ("validate", "'validate' is reserved by the API; choose another"),
+    ],
 )
 def test_create_refuses_a_bad_name(db, name, message):
     with pytest.raises(PipelineInvalid) as caught:
