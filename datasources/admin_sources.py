@@ -3,7 +3,7 @@ from django.contrib import admin, messages
 
 from datasources.admin_guard import GuardedDeleteAdmin
 from datasources.models import DataSource
-from datasources.sources import check_source, delete_source, pipelines_using_source
+from datasources.sources import check_source, delete_source, pipelines_using_source, rename_problem
 
 
 class DataSourceForm(forms.ModelForm):
@@ -17,6 +17,13 @@ class DataSourceForm(forms.ModelForm):
     class Meta:
         model = DataSource
         fields = ("name", "kind", "host", "port", "database", "user", "options", "allow_writes")
+
+    def clean_name(self):
+        # The instance still holds the stored name here: the form applies its values later.
+        stored = self.instance.name if self.instance.pk else None
+        if problem := rename_problem(stored, self.cleaned_data["name"]):
+            raise forms.ValidationError(problem)
+        return self.cleaned_data["name"]
 
     def save(self, commit=True):
         source = super().save(commit=False)

@@ -69,11 +69,14 @@ def save_source(
     unknown = set(values) - set(SOURCE_FIELDS)
     if unknown:
         raise ValidationError({field: "Not a data source field." for field in unknown})
+    stored_name = source.name if source.pk else None
     for field, value in values.items():
         setattr(source, field, value)
     if secret is not None:
         source.set_secret(secret)
     source.full_clean()
+    if problem := rename_problem(stored_name, source.name):
+        raise ValidationError({"name": problem})
     unknown_options = set(source.options) - set(connector_class(source.kind).options)
     if unknown_options:
         raise ValidationError(
@@ -84,6 +87,19 @@ def save_source(
     with transaction.atomic():
         source.save()
     return source
+
+
+def rename_problem(stored_name: str | None, new_name: str) -> str | None:
+    """Why a source may not take a new name: steps naming it by its name would lose it.
+    (Steps naming it by id follow it.)"""
+    if stored_name is None or stored_name == new_name:
+        return None
+    users = pipelines_referencing({stored_name}, "sources")
+    if not users:
+        return None
+    listed = ", ".join(repr(name) for name in users)
+    who = f"Pipelines {listed} name" if len(users) > 1 else f"Pipeline {listed} names"
+    return f"{who} this source {stored_name!r}: change their steps before renaming it."
 
 
 def option_value_errors(options: dict) -> list[str]:

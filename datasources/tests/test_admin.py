@@ -208,3 +208,18 @@ def test_admin_deletes_a_source_no_pipeline_uses(admin_client, source, spare, ni
     assert list(DataSource.objects.all()) == [source]
     entry = LogEntry.objects.get()
     assert (entry.object_repr, entry.action_flag) == ("spare", DELETION)
+
+
+def test_admin_refuses_to_rename_a_source_a_pipeline_names(admin_client, source, nightly):
+    url = reverse("admin:datasources_datasource_change", args=[source.pk])
+    form = {"name": "renamed", "kind": "mysql", "host": "127.0.0.1", "port": 3306}
+
+    response = admin_client.post(url, {**form, "options": "{}", "database": "", "user": ""})
+
+    assert response.status_code == 200  # the form again, with the error
+    assert (
+        "Pipeline &#x27;nightly&#x27; names this source &#x27;local-mariadb&#x27;: change "
+        "their steps before renaming it." in response.content.decode()
+    )
+    source.refresh_from_db()
+    assert source.name == "local-mariadb"

@@ -18,6 +18,7 @@ from datasources.connectors.base import ConnectorError
 from datasources.connectors.mysql import MySQLConnector
 from datasources.models import DataSource
 from datasources.sources import save_source, test_source
+from pipelines.models import PipelineStep
 from pipelines.tests.test_api_wsgi import serve, token_for
 
 SECRET = "Api-S3cret-" + uuid.uuid4().hex[:8]
@@ -359,6 +360,30 @@ def test_delete_is_refused_while_a_pipeline_reads_the_source(
         "errors": [],
     }
     assert DataSource.objects.filter(pk=shop.pk).exists()
+
+
+def test_a_rename_is_refused_while_a_pipeline_names_the_source_but_not_by_id(
+    api_as, shop, make_pipeline
+):
+    step = {"type": "sql", "params": {"datasource": "shop", "query": "SELECT 1"}}
+    make_pipeline([step], name="nightly")
+    api = api_as(CHANGE)
+
+    refused = api.patch(url(shop), {"name": "store"}, format="json")
+
+    assert refused.status_code == 400
+    assert answer(refused)["errors"] == [
+        {
+            "field": "name",
+            "message": "Pipeline 'nightly' names this source 'shop': change their steps "
+            "before renaming it.",
+        }
+    ]
+    assert stored(shop)[0] == "shop"
+    # A step naming the source by id follows it through a rename.
+    PipelineStep.objects.update(params={"datasource": shop.pk, "query": "SELECT 1"})
+    assert api.patch(url(shop), {"name": "store"}, format="json").status_code == 200
+    assert stored(shop)[0] == "store"
 
 
 def test_deleting_needs_a_login_and_the_delete_permission(client, api_as, shop):
