@@ -4,6 +4,8 @@ Step orders shift after each edit, so an integration editing a step another has 
 moved must be refused (412) rather than change the wrong step.
 """
 
+import threading
+
 import pytest
 from django.db import connection
 from django.test.utils import CaptureQueriesContext
@@ -259,3 +261,39 @@ def test_an_etag_read_through_a_server_guards_the_next_edit(django_user_model, m
         "Fill",
         "Clean",
     ]
+
+
+@pytest.mark.database
+@pytest.mark.django_db(transaction=True)
+def test_of_edits_racing_with_one_etag_exactly_one_passes(make_pipeline):
+    # Eight editors read the same version and save at once: the check under the row lock
+    # lets one through; the others find the definition changed.
+    pipeline = make_pipeline([LOAD, CLEAN, FILL], name="iris")
+    read = services.definition_version(pipeline)
+    versions_before = pipeline.versions.count()
+    barrier, outcomes = threading.Barrier(8), []
+
+    def edit(number):
+        try:
+            barrier.wait()
+            step_edits.change_step(
+                Pipeline.objects.get(pk=pipeline.pk),
+                2,
+                name=f"edit {number}",
+                expected_version=read,
+            )
+            outcomes.append("saved")
+        except services.PipelineChanged:
+            outcomes.append("refused")
+        finally:
+            connection.close()
+
+    threads = [threading.Thread(target=edit, args=(n,)) for n in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert sorted(outcomes) == ["refused"] * 7 + ["saved"]
+    assert pipeline.versions.count() == versions_before + 1
+    assert PipelineStep.objects.get(pipeline=pipeline, order=2).name.startswith("edit ")
