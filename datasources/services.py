@@ -171,6 +171,12 @@ def pipelines_using(dataset: Dataset) -> list[str]:
     return pipelines_referencing(references, "datasets")
 
 
+def pipelines_phrase(names: list[str]) -> str:
+    """ "pipeline 'a'" or "pipelines 'a', 'b'": what uses a dataset or source, in a message."""
+    listed = ", ".join(repr(name) for name in names)
+    return f"pipeline{'s' if len(names) > 1 else ''} {listed}"
+
+
 def pipelines_referencing(references: set, kind: str) -> list[str]:
     """Names of the pipelines with a step whose params name one of `references`, among
     its `kind` of references ("datasets" or "sources")."""
@@ -192,10 +198,8 @@ def delete_dataset(dataset: Dataset) -> None:
     """Delete the dataset and its stored file; refused while a pipeline reads it."""
     users = pipelines_using(dataset)
     if users:
-        listed = ", ".join(repr(name) for name in users)
-        plural = "s" if len(users) > 1 else ""
         raise ValidationError(
-            f"Dataset {dataset} is used by pipeline{plural} {listed}: change their csv steps "
+            f"Dataset {dataset} is used by {pipelines_phrase(users)}: change their csv steps "
             "before deleting it."
         )
     storage, stored_name = dataset.file.storage, dataset.file.name
@@ -277,6 +281,11 @@ def _digest(handle: BinaryIO) -> tuple[str, int]:
             raise ValidationError({"file": too_large_message()})
         digest.update(chunk)
     return digest.hexdigest(), size
+
+
+# The multipart envelope around an uploaded file: boundaries, the name and encoding fields.
+# A request declaring more than the limit plus this is refused before its body is read.
+FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 def too_large_message() -> str:
@@ -752,11 +761,9 @@ def delete_dataset_versions(name: str) -> int:
     pipeline reads any version. Returns how many versions were deleted."""
     users = pipelines_reading([name]).get(name, [])
     if users:
-        listed = ", ".join(repr(user["name"]) for user in users)
-        plural = "s" if len(users) > 1 else ""
+        used_by = pipelines_phrase([user["name"] for user in users])
         raise ValidationError(
-            f"Dataset {name} is used by pipeline{plural} {listed}: change their steps "
-            "before deleting it."
+            f"Dataset {name} is used by {used_by}: change their steps before deleting it."
         )
     with transaction.atomic():
         versions = list(Dataset.objects.select_for_update().filter(name=name))

@@ -13,11 +13,12 @@ from django.core.cache import cache
 from django.core.exceptions import ValidationError
 from django.db import transaction
 from django.utils import timezone
+from django.utils.text import capfirst
 
 from datasources.connectors import connector_class
 from datasources.connectors.base import AccountRights, ConnectorError
 from datasources.models import DataSource
-from datasources.services import pipelines_referencing
+from datasources.services import pipelines_phrase, pipelines_referencing
 
 SOURCE_FIELDS = ("name", "kind", "host", "port", "database", "user", "options", "allow_writes")
 READ_ONLY_REPORT = "The account can only read: no write, server-file or admin rights found."
@@ -97,9 +98,11 @@ def rename_problem(stored_name: str | None, new_name: str) -> str | None:
     users = pipelines_referencing({stored_name}, "sources")
     if not users:
         return None
-    listed = ", ".join(repr(name) for name in users)
-    who = f"Pipelines {listed} name" if len(users) > 1 else f"Pipeline {listed} names"
-    return f"{who} this source {stored_name!r}: change their steps before renaming it."
+    verb = "name" if len(users) > 1 else "names"
+    return (
+        f"{capfirst(pipelines_phrase(users))} {verb} this source {stored_name!r}: change "
+        "their steps before renaming it."
+    )
 
 
 def option_value_errors(options: dict) -> list[str]:
@@ -137,10 +140,8 @@ def delete_source(source: DataSource) -> None:
     """Delete the source; refused while a pipeline's step names it."""
     users = pipelines_using_source(source)
     if users:
-        listed = ", ".join(repr(name) for name in users)
-        plural = "s" if len(users) > 1 else ""
         raise ValidationError(
-            f"Data source {source.name} is used by pipeline{plural} {listed}: change their "
+            f"Data source {source.name} is used by {pipelines_phrase(users)}: change their "
             "steps before deleting it."
         )
     source.delete()

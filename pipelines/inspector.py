@@ -327,7 +327,7 @@ def step_output(pipeline, order: int, check_data: bool = True) -> StepOutput:
     try:
         meta = _inspection(cache, order, step.fingerprint, check_data)
     except SidecarMissing as exc:
-        return _failed(output, "old", f"{_sentence(exc)} Run up to this step to inspect it.")
+        return _failed(output, "old", f"{as_sentence(exc)} Run up to this step to inspect it.")
     except CacheRefused as exc:
         return _failed(output, "refused", f"The cache was refused: {exc}.")
     record = meta["inspect"]
@@ -369,7 +369,7 @@ def _failed(output: StepOutput, kind: str, message: str) -> StepOutput:
     return output
 
 
-def _sentence(exc: Exception) -> str:
+def as_sentence(exc: Exception) -> str:
     text = str(exc)
     return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")
 

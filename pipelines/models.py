@@ -26,16 +26,17 @@ class FiniteJSONEncoder(json.JSONEncoder):
     columns refuse them (an undefined metric, such as r2 on one row, is NaN)."""
 
     def iterencode(self, o, _one_shot=False):
-        return super().iterencode(_finite(o), _one_shot)
+        return super().iterencode(finite(o), _one_shot)
 
 
-def _finite(value):
+def finite(value):
+    """`value` with every NaN or infinity, however deep, as None."""
     if isinstance(value, float):
         return value if math.isfinite(value) else None
     if isinstance(value, dict):
-        return {key: _finite(item) for key, item in value.items()}
+        return {key: finite(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_finite(item) for item in value]
+        return [finite(item) for item in value]
     return value
 
 

@@ -24,14 +24,13 @@ from drf_spectacular.utils import (
 from rest_framework import mixins, serializers, status, viewsets
 from rest_framework.decorators import action
 from rest_framework.exceptions import NotFound, ValidationError
-from rest_framework.fields import get_error_detail
 from rest_framework.parsers import MultiPartParser
 from rest_framework.permissions import IsAuthenticated
 from rest_framework.response import Response
 
 from datasources import services
 from datasources.models import Dataset
-from datasources.views.datasets import FORM_OVERHEAD_BYTES
+from pipelines.api.common import location
 from pipelines.api.errors import Conflict, ErrorSerializer
 from pipelines.api.pagination import PagePagination
 from pipelines.api.permissions import ModelPermissions
@@ -56,13 +55,7 @@ VERSION = OpenApiParameter(
     description="The version number: 1 for the first upload of the name.",
 )
 SEARCH = OpenApiParameter("search", OpenApiTypes.STR, description="Part of the name, any case.")
-LOCATION = OpenApiParameter(
-    "Location",
-    OpenApiTypes.URI,
-    OpenApiParameter.HEADER,
-    response=[201],
-    description="The new version's URL.",
-)
+LOCATION = location("The new version's URL.", 201)
 CONTENT_DISPOSITION = OpenApiParameter(
     "Content-Disposition",
     OpenApiTypes.STR,
@@ -92,7 +85,7 @@ class UploadLimit(FileUploadHandler):
 
     def handle_raw_input(self, input_data, META, content_length, boundary, encoding=None):
         # The declared length refuses most of them before a byte of the body is read.
-        if content_length > settings.MLOPS_MAX_UPLOAD_BYTES + FORM_OVERHEAD_BYTES:
+        if content_length > settings.MLOPS_MAX_UPLOAD_BYTES + services.FORM_OVERHEAD_BYTES:
             raise UploadTooLarge()
 
     def receive_data_chunk(self, raw_data, start):
@@ -292,12 +285,9 @@ class DatasetViewSet(ApiViewMixin, mixins.ListModelMixin, viewsets.GenericViewSe
         upload.is_valid(raise_exception=True)
         values = upload.validated_data
         file = values["file"]
-        try:
-            dataset = services.add_dataset(
-                file, values["name"], file.name, request.user, encoding=values["encoding"]
-            )
-        except DjangoValidationError as exc:
-            raise ValidationError(get_error_detail(exc)) from None
+        dataset = services.add_dataset(
+            file, values["name"], file.name, request.user, encoding=values["encoding"]
+        )
         data = DatasetVersionSerializer(dataset, context=self.get_serializer_context()).data
         # The url is DRF's Hyperlink, a str subclass; WSGI servers accept only str itself.
         return Response(

@@ -5,7 +5,6 @@ Every action is a function of `datasources.sources`, shared with the pages, the 
 the commands. The secret is write-only: accepted on create and update, never answered.
 """
 
-from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import ValidationError as DjangoValidationError
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -130,10 +129,7 @@ class DataSourceSerializer(serializers.ModelSerializer):
 
     def _save(self, validated_data: dict, source: DataSource | None) -> DataSource:
         values = {k: v for k, v in validated_data.items() if k != "secret"}
-        try:
-            return sources.save_source(values, _new_secret(validated_data), source)
-        except DjangoValidationError as exc:
-            raise serializers.ValidationError(_by_field(exc)) from None
+        return sources.save_source(values, _new_secret(validated_data), source)
 
 
 def _new_secret(validated_data: dict) -> str | None:
@@ -141,14 +137,6 @@ def _new_secret(validated_data: dict) -> str | None:
     if "secret" not in validated_data:
         return None
     return validated_data["secret"] or ""
-
-
-def _by_field(exc: DjangoValidationError) -> dict:
-    errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
-    return {
-        ("non_field_errors" if field == NON_FIELD_ERRORS else field): messages
-        for field, messages in errors.items()
-    }
 
 
 class TablesSerializer(serializers.Serializer):

@@ -16,7 +16,7 @@ from django.test.utils import CaptureQueriesContext
 
 from datasources import services
 from datasources.models import Dataset
-from datasources.views.datasets import FORM_OVERHEAD_BYTES
+from datasources.services import FORM_OVERHEAD_BYTES
 from mlops_site.wsgi import application
 from pipelines.api.tokens import issue_token
 from pipelines.models import Pipeline

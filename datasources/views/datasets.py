@@ -27,8 +27,6 @@ PAGE_SIZE = 25
 PREVIEW_ROWS = 20
 ENCODING_CHOICES = ["utf-8", "cp1252", "latin-1", "iso-8859-15", "utf-8-sig"]
 DELIMITER_LABELS = {",": "comma", ";": "semicolon", "\t": "tab", "|": "pipe", "": "—"}
-# The multipart envelope around the file: boundaries, the name and encoding fields.
-FORM_OVERHEAD_BYTES = 64 * 1024
 
 
 @login_required
@@ -57,7 +55,7 @@ def dataset_upload(request):
     if request.method == "GET":
         return render(request, "datasources/dataset_upload.html", context)
     # Refused before the body is read: Django would otherwise spool it all to disk first.
-    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + FORM_OVERHEAD_BYTES:
+    if int(request.META.get("CONTENT_LENGTH") or 0) > limit + services.FORM_OVERHEAD_BYTES:
         context["errors"] = {"file": [_too_large(limit)]}
         return render(request, "datasources/dataset_upload.html", context, status=413)
     values = context["values"] = {

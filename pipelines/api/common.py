@@ -15,6 +15,12 @@ from pipelines.models import Pipeline, PipelineRun
 REFERENCE = OpenApiParameter(
     "reference", OpenApiTypes.STR, OpenApiParameter.PATH, description="Pipeline name or id."
 )
+ORDER = OpenApiParameter(
+    "order",
+    {"type": "integer", "minimum": 1},
+    OpenApiParameter.PATH,
+    description="The step's place in the pipeline, from 1.",
+)
 KEY_LENGTH = PipelineRun._meta.get_field("idempotency_key").max_length
 IDEMPOTENCY_KEY = OpenApiParameter(
     "Idempotency-Key",
@@ -26,13 +32,20 @@ IDEMPOTENCY_KEY = OpenApiParameter(
         "starting another, so a request whose answer was lost can be retried safely."
     ),
 )
-RUN_LOCATION = OpenApiParameter(
-    "Location",
-    OpenApiTypes.URI,
-    OpenApiParameter.HEADER,
-    response=[200, 202],
-    description="The run's URL, to follow it.",
-)
+
+
+def location(description: str, *codes: int) -> OpenApiParameter:
+    """The Location response header of the answers with these status codes."""
+    return OpenApiParameter(
+        "Location",
+        OpenApiTypes.URI,
+        OpenApiParameter.HEADER,
+        response=list(codes),
+        description=description,
+    )
+
+
+RUN_LOCATION = location("The run's URL, to follow it.", 200, 202)
 
 IF_MATCH = OpenApiParameter(
     "If-Match",

@@ -10,12 +10,16 @@
 order of the step it is in (`step`).
 """
 
+from django.core.exceptions import NON_FIELD_ERRORS
 from django.core.exceptions import PermissionDenied as DjangoPermissionDenied
+from django.core.exceptions import ValidationError as DjangoValidationError
 from django.http import Http404, JsonResponse
 from django.views import defaults
 from rest_framework import exceptions, serializers, status
 from rest_framework.views import exception_handler
 
+from pipelines.runs import PipelineBusy
+from pipelines.services import PipelineChanged, PipelineInUse
 from pipelines.validation import PipelineInvalid
 
 
@@ -56,16 +60,39 @@ class InvalidPipeline(ItemErrors):
 
 
 def handle(exc, context):
-    """DRF's handler (status, WWW-Authenticate, Retry-After), with the one error body."""
+    """DRF's handler (status, WWW-Authenticate, Retry-After), with the one error body.
+
+    The services' refusals are answered here, so views leave them alone: Django's
+    ValidationError (keyed by field or not) is a 400 naming each field; an invalid pipeline
+    a 400 per step and field; a pipeline at its run limit, or deleted while it runs, a 409;
+    an edit of a definition changed since it was read, a 412. A view catches only the
+    refusals that mean something else where it is (a dataset in use: a 409).
+    """
     if isinstance(exc, Http404):
         exc = exceptions.NotFound(*exc.args)
     elif isinstance(exc, DjangoPermissionDenied):
         exc = exceptions.PermissionDenied(*exc.args)
+    elif isinstance(exc, DjangoValidationError):
+        exc = exceptions.ValidationError(_by_field(exc))
+    elif isinstance(exc, PipelineInvalid):
+        exc = InvalidPipeline(exc)
+    elif isinstance(exc, PipelineBusy | PipelineInUse):
+        exc = Conflict(str(exc))
+    elif isinstance(exc, PipelineChanged):
+        exc = PreconditionFailed(str(exc))
     response = exception_handler(exc, context)
     if response is None or not isinstance(exc, exceptions.APIException):
         return response
     response.data = error_body(exc)
     return response
+
+
+def _by_field(exc: DjangoValidationError) -> dict:
+    errors = exc.message_dict if hasattr(exc, "error_dict") else {NON_FIELD_ERRORS: exc.messages}
+    return {
+        ("non_field_errors" if field == NON_FIELD_ERRORS else field): messages
+        for field, messages in errors.items()
+    }
 
 
 def error_body(exc: exceptions.APIException) -> dict:

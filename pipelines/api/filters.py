@@ -7,6 +7,22 @@ from pipelines.choices import RunStatus, RunTrigger
 from pipelines.models import Pipeline, PipelineRun
 
 
+class PipelineReferenceFilter(django_filters.CharFilter):
+    """Rows of the pipeline a name or id names; an unknown one is a 400 naming the parameter."""
+
+    def __init__(self, **kwargs):
+        super().__init__(field_name="pipeline", help_text="Pipeline name or id.", **kwargs)
+
+    def filter(self, rows, value):
+        if not value:
+            return rows
+        try:
+            pipeline = Pipeline.objects.get_by_reference(value)
+        except Pipeline.DoesNotExist as exc:
+            raise ValidationError({"pipeline": [str(exc)]}) from None
+        return rows.filter(pipeline=pipeline)
+
+
 class PipelineFilter(django_filters.FilterSet):
     name = django_filters.CharFilter(
         lookup_expr="icontains", help_text="Part of the name, any case."
@@ -28,7 +44,7 @@ class PipelineFilter(django_filters.FilterSet):
 
 
 class RunFilter(django_filters.FilterSet):
-    pipeline = django_filters.CharFilter(method="by_reference", help_text="Pipeline name or id.")
+    pipeline = PipelineReferenceFilter()
     status = django_filters.ChoiceFilter(choices=RunStatus.choices)
     trigger = django_filters.ChoiceFilter(choices=RunTrigger.choices)
     started_by = django_filters.CharFilter(
@@ -44,10 +60,3 @@ class RunFilter(django_filters.FilterSet):
     class Meta:
         model = PipelineRun
         fields = []
-
-    def by_reference(self, runs, name, value):
-        try:
-            pipeline = Pipeline.objects.get_by_reference(value)
-        except Pipeline.DoesNotExist as exc:
-            raise ValidationError({"pipeline": [str(exc)]}) from None
-        return runs.filter(pipeline=pipeline)

@@ -7,26 +7,28 @@ with the cache, never the pickle itself.
 """
 
 import dataclasses
-import math
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers
 from rest_framework.exceptions import NotFound, ValidationError
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
 from pipelines import inspector
-from pipelines.api.common import REFERENCE, pipeline_or_404
+from pipelines.api.common import ORDER, REFERENCE, pipeline_or_404
 from pipelines.api.errors import ErrorSerializer
 from pipelines.api.schema import ApiViewMixin
-from pipelines.inspector import OPERATORS, PAGE_SIZE, FilterError, InspectError, StepOutput
-
-ORDER = OpenApiParameter(
-    "order",
-    {"type": "integer", "minimum": 1},
-    OpenApiParameter.PATH,
-    description="The step's place in the pipeline, from 1.",
+from pipelines.api.serializers import FreshnessSerializer
+from pipelines.inspector import (
+    OPERATORS,
+    PAGE_SIZE,
+    FilterError,
+    InspectError,
+    StepOutput,
+    as_sentence,
 )
+from pipelines.models import finite
+
 NO_OUTPUT = "No such pipeline or enabled step, or the step has not been run since it was defined."
 COLUMN_KINDS = ["number", "bool", "date", "category", "text"]
 # What a key's record holds for the server only: its files' names and checksums.
@@ -36,18 +38,6 @@ MAX_PAGE_SIZE = 1000
 
 
 # -- What the answers hold --------------------------------------------------------------------
-
-
-class FreshnessSerializer(serializers.Serializer):
-    state = serializers.ChoiceField(choices=["fresh", "stale", "never_run"])
-    reason = serializers.CharField(allow_blank=True, help_text="Why it is stale; empty if not.")
-    last_version = serializers.CharField(
-        allow_null=True,
-        help_text="A database read: the value its version query returned (null without one).",
-    )
-    last_read_at = serializers.DateTimeField(
-        allow_null=True, help_text="A database read: when it read the source."
-    )
 
 
 class OutputKeySerializer(serializers.Serializer):
@@ -277,7 +267,7 @@ def _cached_output(pipeline, order: int) -> StepOutput:
     try:
         output = inspector.step_output(pipeline, order)
     except LookupError as exc:
-        raise NotFound(_sentence(exc)) from None
+        raise NotFound(as_sentence(exc)) from None
     if output.problem_kind == "never_run":
         raise NotFound(
             f"Step {order} has no cached output yet: it has not been run since it was "
@@ -296,7 +286,7 @@ def _frame_asked(output: StepOutput, key: str | None) -> str:
     try:
         info = output.key(key)
     except InspectError as exc:
-        raise ValidationError({"key": [_sentence(exc)]}) from None
+        raise ValidationError({"key": [as_sentence(exc)]}) from None
     if info.kind != "frame":
         raise ValidationError({"key": [f"{key!r} is a {info.kind}, not a frame."]})
     return info.name
@@ -334,7 +324,7 @@ def _data_page(pipeline, order: int, frame: str, asked: dict, output: StepOutput
             page_size=asked["page_size"],
         )
     except InspectError as exc:  # the frame's columnar copy is missing or refused
-        raise NotFound(_sentence(exc)) from None
+        raise NotFound(as_sentence(exc)) from None
     if page.page != asked["page"]:
         raise NotFound(f"There is no page {asked['page']}: the last page is {page.pages}.")
     if page.notes:  # the page is right, so these are filters it could not apply
@@ -376,7 +366,7 @@ def _key_answer(key) -> dict:
 
 def _model_answer(summary) -> dict:
     # Metrics are recorded as the training step computed them: NaN is not valid JSON.
-    answer = _finite(dataclasses.asdict(summary))
+    answer = finite(dataclasses.asdict(summary))
     answer["facts"] = [{"label": label, "value": value} for label, value in answer["facts"]]
     return answer
 
@@ -396,19 +386,3 @@ def _page_answer(page) -> dict:
         "desc": page.descending,
         "filter": page.filters,
     }
-
-
-def _finite(value):
-    """`value` with every NaN or infinity, however deep, as None."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, dict):
-        return {k: _finite(v) for k, v in value.items()}
-    if isinstance(value, list | tuple):
-        return [_finite(v) for v in value]
-    return value
-
-
-def _sentence(exc: Exception) -> str:
-    text = str(exc)
-    return text[:1].upper() + text[1:] + ("" if text.endswith(".") else ".")

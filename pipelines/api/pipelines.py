@@ -6,10 +6,7 @@ The collection's own actions (`validate/`, `import/`) take those two words as pa
 pipeline named "validate" or "import" is reached by its id.
 """
 
-from contextlib import contextmanager
-
 from django_filters.rest_framework import DjangoFilterBackend
-from drf_spectacular.types import OpenApiTypes
 from drf_spectacular.utils import (
     OpenApiParameter,
     OpenApiResponse,
@@ -34,11 +31,12 @@ from pipelines.api.common import (
     etag,
     expected_version,
     idempotency_key,
+    location,
     pipeline_etag,
     pipeline_or_404,
     triggered,
 )
-from pipelines.api.errors import Conflict, ErrorSerializer, InvalidPipeline, PreconditionFailed
+from pipelines.api.errors import ErrorSerializer, InvalidPipeline
 from pipelines.api.filters import PipelineFilter
 from pipelines.api.pagination import PagePagination
 from pipelines.api.permissions import ModelPermissions, requires
@@ -61,17 +59,11 @@ from pipelines.api.serializers import (
 )
 from pipelines.choices import RunTrigger
 from pipelines.models import Pipeline, PipelineVersion
-from pipelines.runs import PipelineBusy, start_run
+from pipelines.runs import start_run
 from pipelines.validation import PipelineInvalid, StepError
 
 CHANGE_PERMISSION = "pipelines.change_pipeline"
-PIPELINE_LOCATION = OpenApiParameter(
-    "Location",
-    OpenApiTypes.URI,
-    OpenApiParameter.HEADER,
-    response=[201],
-    description="The new pipeline's URL.",
-)
+PIPELINE_LOCATION = location("The new pipeline's URL.", 201)
 # Nine digits at most, as the path's pattern allows: a number the database column holds.
 VERSION_NUMBER = OpenApiParameter(
     "number",
@@ -85,19 +77,6 @@ INVALID_DEFINITION = OpenApiResponse(
     "`pipeline_invalid`: the definition is refused (each error with its step and field).",
 )
 ONE_ACTION = {"filter_backends": [], "pagination_class": None}
-
-
-@contextmanager
-def refusals_as_api_errors():
-    """The services' refusals as the API's answers: 400 naming each error, 409, or 412."""
-    try:
-        yield
-    except PipelineInvalid as exc:
-        raise InvalidPipeline(exc) from None
-    except (PipelineBusy, services.PipelineInUse) as exc:
-        raise Conflict(str(exc)) from None
-    except services.PipelineChanged as exc:
-        raise PreconditionFailed(str(exc)) from None
 
 
 def parsed(serializer_class, data, **kwargs) -> dict:
@@ -219,10 +198,9 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
     def create(self, request, *args, **kwargs):
         definition = parsed(PipelineWriteSerializer, request.data)
         name, steps = definition.pop("name"), definition.pop("steps")
-        with refusals_as_api_errors():
-            pipeline = services.create_pipeline(
-                name, owner=request.user, steps=steps, settings=definition, user=request.user
-            )
+        pipeline = services.create_pipeline(
+            name, owner=request.user, steps=steps, settings=definition, user=request.user
+        )
         return self.shown(pipeline, status.HTTP_201_CREATED)
 
     def update(self, request, *args, partial=False, **kwargs):
@@ -230,22 +208,20 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
         changes = parsed(PipelineWriteSerializer, request.data, partial=partial)
         name, steps = changes.pop("name", None), changes.pop("steps", None)
         expected = expected_version(request)
-        with refusals_as_api_errors():
-            services.update_pipeline(
-                pipeline,
-                name=name,
-                steps=steps,
-                settings=changes,
-                user=request.user,
-                expected_version=expected,
-            )
+        services.update_pipeline(
+            pipeline,
+            name=name,
+            steps=steps,
+            settings=changes,
+            user=request.user,
+            expected_version=expected,
+        )
         # The version the update saved, not one read now: another edit may have landed since.
         return self.shown(pipeline, headers=etag(pipeline.saved_version))
 
     def destroy(self, request, *args, **kwargs):
         pipeline, expected = self.get_object(), expected_version(request)
-        with refusals_as_api_errors():
-            services.delete_pipeline(pipeline, request.user, expected_version=expected)
+        services.delete_pipeline(pipeline, request.user, expected_version=expected)
         return Response(status=status.HTTP_204_NO_CONTENT)
 
     @extend_schema(
@@ -264,8 +240,7 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
     def validate(self, request):
         definition = parsed(PipelineCheckSerializer, request.data)
         name, steps = definition.pop("name", None), definition.pop("steps")
-        with refusals_as_api_errors():
-            services.check_definition(steps, settings=definition, name=name)
+        services.check_definition(steps, settings=definition, name=name)
         return Response({"valid": True})
 
     @extend_schema(
@@ -310,10 +285,9 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
         data = parsed(PipelineExportSerializer, request.data)
         same_name = Pipeline.objects.filter(name=data["name"]).values_list("pk", flat=True)
         replaced_pk = same_name.first() if replace else None
-        with refusals_as_api_errors():
-            pipeline = services.import_pipeline(
-                data, owner=request.user, replace=replace, user=request.user
-            )
+        pipeline = services.import_pipeline(
+            data, owner=request.user, replace=replace, user=request.user
+        )
         created = pipeline.pk != replaced_pk
         return self.shown(pipeline, status.HTTP_201_CREATED if created else status.HTTP_200_OK)
 
@@ -328,8 +302,7 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
     def duplicate(self, request, reference=None):
         pipeline = self.get_object()
         name = parsed(DuplicateSerializer, request.data).get("name")
-        with refusals_as_api_errors():
-            copy = services.duplicate_pipeline(pipeline, name, request.user)
+        copy = services.duplicate_pipeline(pipeline, name, request.user)
         return self.shown(copy, status.HTTP_201_CREATED)
 
     @extend_schema(
@@ -447,8 +420,6 @@ class PipelineViewSet(ApiViewMixin, viewsets.ModelViewSet):
             )
         except PipelineInvalid as exc:
             raise InvalidPipeline(_as_sent(exc, options)) from None
-        except PipelineBusy as exc:
-            raise Conflict(str(exc)) from None
         return triggered(run, self.get_serializer_context())
 
 

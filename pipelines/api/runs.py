@@ -25,7 +25,7 @@ from rest_framework.response import Response
 
 from pipelines import runs
 from pipelines.api.common import IDEMPOTENCY_KEY, RUN_LOCATION, idempotency_key, triggered
-from pipelines.api.errors import Conflict, ErrorSerializer, InvalidPipeline
+from pipelines.api.errors import Conflict, ErrorSerializer
 from pipelines.api.filters import RunFilter
 from pipelines.api.pagination import NewestFirstCursorPagination
 from pipelines.api.permissions import requires
@@ -38,7 +38,6 @@ from pipelines.api.serializers import (
 from pipelines.choices import RunStatus, RunTrigger
 from pipelines.models import PipelineRun
 from pipelines.progress import run_progress
-from pipelines.validation import PipelineInvalid
 
 # The largest offset every supported database takes in SUBSTR (PostgreSQL's is an int4).
 MAX_LOG_OFFSET = 2**31 - 1
@@ -182,12 +181,7 @@ class RunViewSet(ApiViewMixin, viewsets.ReadOnlyModelViewSet):
         """
         run = self.get_object()
         key = idempotency_key(request)
-        try:
-            new = runs.rerun(run, trigger=RunTrigger.API, user=request.user, idempotency_key=key)
-        except PipelineInvalid as exc:
-            raise InvalidPipeline(exc) from None
-        except runs.PipelineBusy as exc:
-            raise Conflict(str(exc)) from None
+        new = runs.rerun(run, trigger=RunTrigger.API, user=request.user, idempotency_key=key)
         return triggered(new, self.get_serializer_context())
 
     @extend_schema(

@@ -4,11 +4,9 @@ Every change goes through `pipelines.schedules`, the functions the settings page
 admin and the `schedules` command call; its refusals become 400s naming the field.
 """
 
-from contextlib import contextmanager
 from datetime import UTC
 
 import django_filters
-from django.core.exceptions import ValidationError as DjangoValidationError
 from django_filters.rest_framework import DjangoFilterBackend
 from drf_spectacular.utils import (
     OpenApiParameter,
@@ -26,6 +24,7 @@ from rest_framework.response import Response
 
 from pipelines import schedules
 from pipelines.api.errors import Conflict, ErrorSerializer
+from pipelines.api.filters import PipelineReferenceFilter
 from pipelines.api.pagination import PagePagination
 from pipelines.api.permissions import ModelPermissions, requires
 from pipelines.api.schema import ApiViewMixin
@@ -138,7 +137,7 @@ class TickSerializer(serializers.ModelSerializer):
 
 
 class ScheduleFilter(django_filters.FilterSet):
-    pipeline = django_filters.CharFilter(method="by_reference", help_text="Pipeline name or id.")
+    pipeline = PipelineReferenceFilter()
     enabled = django_filters.TypedChoiceFilter(
         choices=[("true", "true"), ("false", "false")],
         coerce=lambda text: text == "true",
@@ -148,21 +147,6 @@ class ScheduleFilter(django_filters.FilterSet):
     class Meta:
         model = PipelineSchedule
         fields = []
-
-    def by_reference(self, schedules, name, value):
-        try:
-            return schedules.filter(pipeline=Pipeline.objects.get_by_reference(value))
-        except Pipeline.DoesNotExist as exc:
-            raise ValidationError({"pipeline": [str(exc)]}) from None
-
-
-@contextmanager
-def refusals_as_400():
-    """The services' ValidationError (keyed by field) as the API's 400."""
-    try:
-        yield
-    except DjangoValidationError as exc:
-        raise ValidationError(exc.message_dict) from None
 
 
 def needs(*perms: str) -> list:
@@ -211,13 +195,12 @@ class ScheduleViewSet(ApiViewMixin, viewsets.ModelViewSet):
     pagination_class = PagePagination
     lookup_value_regex = "[^/]+"  # a malformed id is a 404 of the API, not an HTML page
 
+    # The services' refusals are 400s naming each field (pipelines.api.errors.handle).
     def perform_create(self, serializer):
-        with refusals_as_400():
-            serializer.instance = schedules.create_schedule(**serializer.validated_data)
+        serializer.instance = schedules.create_schedule(**serializer.validated_data)
 
     def perform_update(self, serializer):
-        with refusals_as_400():
-            schedules.update_schedule(serializer.instance, **serializer.validated_data)
+        schedules.update_schedule(serializer.instance, **serializer.validated_data)
 
     def perform_destroy(self, schedule):
         schedules.delete_schedule(schedule)

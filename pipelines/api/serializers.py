@@ -186,18 +186,21 @@ class DuplicateSerializer(RejectsUnknownFields, serializers.Serializer):
     )
 
 
-class StepFreshnessSerializer(serializers.Serializer):
-    order = serializers.IntegerField()
-    type = serializers.CharField(source="step_type")
+class FreshnessSerializer(serializers.Serializer):
     state = serializers.ChoiceField(choices=["fresh", "stale", "never_run"])
-    reason = serializers.CharField(help_text="Why the step is stale or never ran; empty if fresh.")
+    reason = serializers.CharField(allow_blank=True, help_text="Why it is stale; empty if not.")
     last_version = serializers.CharField(
         allow_null=True,
-        help_text="For a step reading a database: its version query's value when cached.",
+        help_text="A database read: the value its version query returned (null without one).",
     )
     last_read_at = serializers.DateTimeField(
-        allow_null=True, help_text="For a step reading a database: when its cache read it."
+        allow_null=True, help_text="A database read: when it read the source."
     )
+
+
+class StepFreshnessSerializer(FreshnessSerializer):
+    order = serializers.IntegerField()
+    type = serializers.CharField(source="step_type")
 
 
 @extend_schema_field(PipelineExportSerializer)

@@ -11,7 +11,7 @@ If-Match is refused (412) when another edit came first.
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from drf_spectacular.utils import OpenApiParameter, OpenApiResponse, extend_schema
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import serializers, status
 from rest_framework.exceptions import NotFound
 from rest_framework.permissions import SAFE_METHODS, IsAuthenticated
@@ -22,31 +22,24 @@ from rest_framework.views import APIView
 from pipelines import services, step_edits
 from pipelines.api.common import (
     IF_MATCH,
+    ORDER,
     PRECONDITION_FAILED,
     REFERENCE,
     etag,
     expected_version,
+    location,
     pipeline_etag,
     pipeline_or_404,
 )
-from pipelines.api.errors import ErrorSerializer, InvalidPipeline, PreconditionFailed
+from pipelines.api.errors import ErrorSerializer
 from pipelines.api.permissions import requires
 from pipelines.api.schema import ApiViewMixin
 from pipelines.api.serializers import RejectsUnknownFields, StepSerializer
 from pipelines.models import Pipeline, PipelineStep
-from pipelines.validation import PipelineInvalid
 
 CHANGE = "pipelines.change_pipeline"
 NAME_LENGTH = PipelineStep._meta.get_field("name").max_length
-ORDER = OpenApiParameter(
-    "order",
-    {"type": "integer", "minimum": 1},
-    OpenApiParameter.PATH,
-    description="The step's place in the pipeline, from 1.",
-)
-LOCATION = OpenApiParameter(
-    "Location", str, OpenApiParameter.HEADER, response=[201], description="The new step's URL."
-)
+LOCATION = location("The new step's URL.", 201)
 INVALID_EDIT = (
     "`pipeline_invalid`: the pipeline would be invalid; an error per step (its order after "
     "the edit) and field, nothing saved. `invalid`: the body is malformed (each rejected field)."
@@ -130,15 +123,12 @@ class StepsView(ApiViewMixin, APIView):
 
 @contextmanager
 def answering() -> Iterator[None]:
-    """An edit's refusals as the API's answers: 400 per step and field, 404, or 412."""
+    """A step an edit names that the pipeline does not have, as the API's 404 (its other
+    refusals are the API's answers already: pipelines.api.errors.handle)."""
     try:
         yield
-    except PipelineInvalid as exc:
-        raise InvalidPipeline(exc) from None
     except PipelineStep.DoesNotExist as exc:
         raise NotFound(str(exc)) from None
-    except services.PipelineChanged as exc:
-        raise PreconditionFailed(str(exc)) from None
 
 
 class StepListView(StepsView):
